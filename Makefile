@@ -1,0 +1,67 @@
+# gmlib: the two commands are `make book` (the main job) and `make test` (every test).
+# Both set everything up on a fresh machine: virtual environment, packages, data.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PROFILE  ?= cpu
+BUILD    := build
+STAMP    := $(VENV)/.installed
+
+.PHONY: help setup data book test unit notebooks-ci nbval book-ci lab bench lock sync clean
+
+help:
+	@echo "make book     build the executed book (PROFILE=$(PROFILE)); prints where the HTML is"
+	@echo "make test     run every test: unit tests, notebooks at profile ci, nbval, book build"
+	@echo "make lab      open JupyterLab on notebooks/"
+	@echo "make bench    run the benchmarks in benchmarks/"
+	@echo "make sync     re-pair notebooks/*.md -> .ipynb after editing a chapter"
+
+# ---- set-up ---------------------------------------------------------------------------------
+$(STAMP): pyproject.toml requirements-lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements-lock.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[notebooks,book,test,vision]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (gmlib)"
+	touch $@
+
+setup: $(STAMP) system-deps
+
+# FashionMNIST comes from a Debian package when we can install one (root, apt available).
+system-deps:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
+	  else echo "note: FashionMNIST will be downloaded from its official mirror (no root for apt-get)"; fi; \
+	fi
+
+data: setup
+	$(PY) -m gmlib data mnist fashion-mnist
+
+# ---- the main job ---------------------------------------------------------------------------
+book: data
+	$(PY) book/build.py --profile $(PROFILE)
+
+# ---- tests ----------------------------------------------------------------------------------
+test: data
+	$(PY) -m pytest -q tests
+	$(PY) book/build.py --profile ci --execute-only
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval-sanitize.cfg -p no:cacheprovider $(BUILD)/executed/ci
+	$(PY) book/build.py --profile ci --reuse
+
+# ---- conveniences -----------------------------------------------------------------------------
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+bench: setup
+	$(PY) benchmarks/bench_evaluate.py
+
+sync: setup
+	$(VENV)/bin/jupytext --sync notebooks/*.md
+
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements-lock.txt.new && mv requirements-lock.txt.new requirements-lock.txt
+
+clean:
+	rm -rf $(BUILD) book/_build

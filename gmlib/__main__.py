@@ -1,0 +1,5 @@
+"""``python -m gmlib ...``: see gmlib.cli."""
+
+from gmlib.cli import main
+
+main()

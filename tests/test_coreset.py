@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from gmlib.coreset import herding_coreset, herding_order
+
+
+def test_herding_order_by_hand():
+    # mean 5: first the closest single point (4, index 2), then the one that brings the pair's
+    # mean back to 5 (6), then the tie 0 vs 10 (both leave 5/3 away): the first index wins.
+    features = torch.tensor([[0.0], [10.0], [4.0], [6.0]])
+    assert herding_order(features, 3).tolist() == [2, 3, 0]
+
+
+def test_herding_running_mean_beats_random_subsets():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(200, 5, generator=gen)
+    mean = features.mean(0)
+    herd_error = (features[herding_order(features, 10)].mean(0) - mean).norm()
+    random_errors = torch.stack([(features[torch.randperm(200, generator=gen)[:10]].mean(0) - mean).norm() for _ in range(50)])
+    assert herd_error < random_errors.min()
+
+
+def test_herding_never_picks_twice():
+    features = torch.randn(30, 4, generator=torch.Generator().manual_seed(1))
+    order = herding_order(features, 30)
+    assert sorted(order.tolist()) == list(range(30))
+
+
+def test_herding_rejects_too_many():
+    with pytest.raises(ValueError, match="cannot pick 5 images by herding from a class of 4"):
+        herding_order(torch.zeros(4, 2), 5)
+
+
+class TinyDataset:
+    """Two classes of 1x2x2 images, enough for herding_coreset's contract."""
+
+    num_classes = 2
+
+    def __init__(self):
+        gen = torch.Generator().manual_seed(0)
+        self.train_images = torch.randn(20, 1, 2, 2, generator=gen)
+        self.train_labels = torch.arange(20) % 2
+
+    def class_indices(self, c):
+        return (self.train_labels == c).nonzero().flatten()
+
+
+def test_herding_coreset_is_class_ordered_and_pure():
+    data = TinyDataset()
+    images, labels = herding_coreset(data, 3)
+    assert images.shape == (6, 1, 2, 2)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    for image, label in zip(images, labels):
+        matches = (data.train_images == image).flatten(1).all(1).nonzero().flatten()
+        assert data.train_labels[matches[0]] == label
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0])
+def test_coreset_rejects_bad_ipc(bad):
+    with pytest.raises(ValueError, match="images per class"):
+        herding_coreset(TinyDataset(), bad)
