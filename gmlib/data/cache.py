@@ -1,0 +1,88 @@
+"""The cache directory and the processed file: one file of uint8 tensors per dataset, with a SHA-256 sidecar.
+
+Layout of the cache (``$GMLIB_DATA_DIR``, default ``~/.cache/gmlib``)::
+
+    <cache>/<dataset>/<official file names>        raw files, verified on every read
+    <cache>/<dataset>/<dataset>-uint8-v1.pt        processed tensors
+    <cache>/<dataset>/<dataset>-uint8-v1.pt.sha256 its checksum (``sha256sum -c`` format)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from gmlib.data.catalogue import DatasetInfo, dataset_info
+from gmlib.data.checksums import Checksum, _file_digest, _publish
+from gmlib.data.errors import DataError, _parsing
+from gmlib.data.formats import RawSplits
+
+_PROCESSED_VERSION = 1  # bump when the processed file's layout changes, so old caches are rebuilt
+
+
+def default_cache_dir() -> Path:
+    """``$GMLIB_DATA_DIR`` if set, else ``~/.cache/gmlib``."""
+    configured = os.environ.get("GMLIB_DATA_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "gmlib"
+
+
+def processed_path(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the processed uint8 tensors of dataset ``name`` are cached."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return root / dataset_info(name).name / f"{name}-uint8-v{_PROCESSED_VERSION}.pt"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _save_processed(path: Path, raw: RawSplits, source: str) -> None:
+    """Write the processed file, then its SHA-256 sidecar (each atomically)."""
+    payload = {**dataclasses.asdict(raw), "source": source, "version": _PROCESSED_VERSION}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False) as part:
+        part.close()
+        try:
+            torch.save(payload, part.name)
+            digest = _file_digest(Path(part.name), "sha256")
+            _publish(Path(part.name), path)
+        finally:
+            Path(part.name).unlink(missing_ok=True)
+    sidecar = _sidecar(path)
+    sidecar_part = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.part")
+    sidecar_part.write_text(f"{digest}  {path.name}\n")
+    os.replace(sidecar_part, sidecar)
+
+
+def _load_processed(path: Path, info: DatasetInfo) -> tuple[RawSplits, str] | None:
+    """The verified processed file, or None (with a warning if it exists but fails a check)."""
+    if not path.exists():
+        return None
+    try:
+        _recorded_checksum(path).verify(path)
+        with _parsing(path):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            raw = RawSplits(*(payload[key] for key in ("train_images", "train_labels", "test_images", "test_labels")))
+        raw.check(info, str(path))
+        return raw, str(payload.get("source", "unknown source"))
+    except (DataError, OSError) as error:
+        warnings.warn(f"ignoring the processed cache file {path} ({error}); rebuilding it from the sources",
+                      stacklevel=3)
+        return None
+
+
+def _recorded_checksum(path: Path) -> Checksum:
+    """The checksum that the sidecar of ``path`` recorded when the file was written."""
+    sidecar = _sidecar(path)
+    if not sidecar.exists():
+        raise DataError(f"its checksum file {sidecar} is missing")
+    words = sidecar.read_text().split()
+    try:
+        return Checksum("sha256", words[0] if words else "")
+    except ValueError as error:
+        raise DataError(f"{sidecar} does not hold a SHA-256 digest") from error
