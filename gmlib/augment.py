@@ -1,0 +1,461 @@
+"""Image augmentation on batched tensors: DSA and the classic evaluation augmentation of DC.
+
+Everything here works on a batch ``x`` of shape ``(N, C, H, W)`` in *normalised* space, stays on
+``x``'s device, and has no Python loop over images. Randomness comes only from the
+``torch.Generator`` passed in: parameters are drawn on the generator's device (a CPU generator
+gives the same draws on every device) and then moved to ``x``'s device.
+
+Two augmentations:
+
+* **DSA** (differentiable Siamese augmentation, Zhao & Bilen 2021). Each call picks ONE family
+  from the strategy (``color``, ``crop``, ``cutout``, ``flip``, ``scale``, ``rotate``) and draws
+  its parameters either per image (evaluation, inner-loop training) or once for the whole batch
+  (*Siamese*: during matching the real and the synthetic batch of a class share one draw).
+  :func:`sample_dsa` returns a :class:`DSATransform` that can be applied to any batch, so the same
+  draw reaches both batches. Every operation is differentiable with respect to the images, which
+  is what lets the matching loss reach the synthetic pixels.
+* **classic** (kind ``"mnist"``): DC's evaluation augmentation for MNIST. Every image gets one
+  random op among crop, scale, rotate and noise; the geometric ops run as one batched affine
+  warp that fills uncovered pixels with the batch's per-channel mean.
+
+:func:`augment` is the one entry point the evaluation protocol calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AUGMENT_KINDS = ("none", "mnist", "dsa")
+DSA_FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+DEFAULT_DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+
+# DSA's parameter ranges (reference-defaults.md, "Evaluation protocol").
+DSA_SCALE_RATIO = 1.2  # sx, sy ~ U(1/1.2, 1.2)
+DSA_MAX_DEGREES = 15.0  # rotation angle ~ U(-15, 15) degrees
+DSA_CROP_FRACTION = 0.125  # shift up to +-1/8 of the side (4 px at 32 px)
+DSA_CUTOUT_FRACTION = 0.5  # cutout square side = half the image side
+DSA_FLIP_PROBABILITY = 0.5
+
+# The parameters each family's transform takes (see DSATransform).
+DSA_PARAMETERS = {
+    "color": ("brightness", "saturation", "contrast"),
+    "crop": ("shift_y", "shift_x"),
+    "cutout": ("center_y", "center_x"),
+    "flip": ("flip",),
+    "scale": ("sx", "sy"),
+    "rotate": ("degrees",),
+}
+
+# Digits change meaning when mirrored, so their DSA strategy drops "flip".
+_DIGIT_DATASETS = ("mnist", "svhn")
+_OTHER_DATASETS = ("fashionmnist", "cifar10", "cifar100")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers shared by both augmentations
+# --------------------------------------------------------------------------------------------
+
+
+def _check_images(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"images must be floating point, got dtype {x.dtype}")
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> Tensor:
+    """U(low, high) draws on the generator's device."""
+    return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device)
+
+
+def _as_batch_param(value: Tensor, x: Tensor) -> Tensor:
+    """A per-image parameter of shape (n,) on x's device and dtype, n = 1 or N."""
+    return value.to(device=x.device, dtype=x.dtype if value.is_floating_point() else value.dtype)
+
+
+def _per_image(value: Tensor) -> Tensor:
+    """(n,) -> (n, 1, 1, 1), to broadcast one number per image over (C, H, W)."""
+    return value.view(-1, 1, 1, 1)
+
+
+def _warp(x: Tensor, theta: Tensor) -> Tensor:
+    """Resample every image with its own 2x3 affine matrix; pixels from outside become 0.
+
+    ``theta`` maps output coordinates to sampling coordinates in grid_sample's normalised
+    [-1, 1] frame (align_corners=False, so pixel centres map to pixel centres under integer
+    shifts and quarter turns). A single (1, 2, 3) matrix is shared by the whole batch.
+    """
+    theta = theta.expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _identity_theta(n: int, like: Tensor) -> Tensor:
+    theta = torch.zeros(n, 2, 3, device=like.device, dtype=like.dtype)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    return theta
+
+
+def _scale_theta(sx: Tensor, sy: Tensor) -> Tensor:
+    """Sampling-grid scale: sx > 1 samples a wider region, so the content shrinks."""
+    theta = _identity_theta(sx.shape[0], sx)
+    theta[:, 0, 0] = sx
+    theta[:, 1, 1] = sy
+    return theta
+
+
+def _rotation_theta(degrees: Tensor, height: int, width: int) -> Tensor:
+    """Rotate the content by ``degrees`` about the image centre (positive = counter-clockwise
+    as displayed, i.e. with rows growing downwards).
+
+    The rotation acts in pixel units; the H/W factors convert it into grid_sample's normalised
+    frame so that non-square images are not sheared.
+    """
+    radians = degrees * (math.pi / 180.0)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    theta = _identity_theta(degrees.shape[0], degrees)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = -sin * (height / width)
+    theta[:, 1, 0] = sin * (width / height)
+    theta[:, 1, 1] = cos
+    return theta
+
+
+def _translation_theta(shift_y: Tensor, shift_x: Tensor, height: int, width: int) -> Tensor:
+    """Move the content by (shift_y, shift_x) pixels (down, right)."""
+    theta = _identity_theta(shift_y.shape[0], shift_y)
+    theta[:, 0, 2] = -2.0 * shift_x / width
+    theta[:, 1, 2] = -2.0 * shift_y / height
+    return theta
+
+
+# --------------------------------------------------------------------------------------------
+# DSA: the operations, each differentiable in x and taking (n,) parameters, n = 1 or N
+# --------------------------------------------------------------------------------------------
+
+
+def _dsa_color(x: Tensor, brightness: Tensor, saturation: Tensor, contrast: Tensor) -> Tensor:
+    """Brightness (add), then saturation (scale away from the per-pixel channel mean), then
+    contrast (scale away from the per-image mean), as in DSA."""
+    x = x + _per_image(brightness)
+    pixel_mean = x.mean(dim=1, keepdim=True)
+    x = (x - pixel_mean) * _per_image(saturation) + pixel_mean
+    image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - image_mean) * _per_image(contrast) + image_mean
+
+
+def _shift_with_zeros(x: Tensor, shift_y: Tensor, shift_x: Tensor) -> Tensor:
+    """Move each image by whole pixels (down, right), filling uncovered pixels with 0.
+
+    One gather with clamped indices, then a mask for the pixels that came from outside:
+    exact (no interpolation), differentiable in x, and no host-device synchronisation.
+    """
+    n, _, height, width = x.shape
+    rows = torch.arange(height, device=x.device) - shift_y.view(-1, 1)  # (n, H) source rows
+    cols = torch.arange(width, device=x.device) - shift_x.view(-1, 1)  # (n, W) source cols
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+    rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
+    batch = torch.arange(n, device=x.device).view(-1, 1, 1)
+    # Advanced indices on dims 0, 2, 3 broadcast to (N, H, W) and come first: result (N, H, W, C).
+    shifted = x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return shifted * inside.unsqueeze(1).to(x.dtype)
+
+
+def _dsa_cutout(x: Tensor, center_y: Tensor, center_x: Tensor) -> Tensor:
+    """Zero a square of half the image side centred on (center_y, center_x), clipped at the border."""
+    _, _, height, width = x.shape
+    size_y = int(height * DSA_CUTOUT_FRACTION + 0.5)
+    size_x = int(width * DSA_CUTOUT_FRACTION + 0.5)
+    top = (center_y - size_y // 2).view(-1, 1)
+    left = (center_x - size_x // 2).view(-1, 1)
+    rows = torch.arange(height, device=x.device).view(1, -1)
+    cols = torch.arange(width, device=x.device).view(1, -1)
+    in_rows = (rows >= top) & (rows < top + size_y)  # (n, H)
+    in_cols = (cols >= left) & (cols < left + size_x)  # (n, W)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])  # (n, H, W)
+    return x * keep.unsqueeze(1).to(x.dtype)
+
+
+def _dsa_flip(x: Tensor, flip: Tensor) -> Tensor:
+    """Mirror left-right the images whose ``flip`` flag is set."""
+    return torch.where(_per_image(flip), x.flip(3), x)
+
+
+def _apply_family(x: Tensor, family: str, params: Mapping[str, Tensor]) -> Tensor:
+    p = {name: _as_batch_param(value, x) for name, value in params.items()}
+    _, _, height, width = x.shape
+    if family == "color":
+        return _dsa_color(x, p["brightness"], p["saturation"], p["contrast"])
+    if family == "crop":
+        return _shift_with_zeros(x, p["shift_y"], p["shift_x"])
+    if family == "cutout":
+        return _dsa_cutout(x, p["center_y"], p["center_x"])
+    if family == "flip":
+        return _dsa_flip(x, p["flip"])
+    if family == "scale":
+        return _warp(x, _scale_theta(p["sx"], p["sy"]))
+    if family == "rotate":
+        return _warp(x, _rotation_theta(p["degrees"], height, width))
+    raise ValueError(f"unknown DSA family {family!r}; allowed: {', '.join(DSA_FAMILIES)}")
+
+
+# --------------------------------------------------------------------------------------------
+# DSA: strategies, parameter draws and the public transform object
+# --------------------------------------------------------------------------------------------
+
+
+def parse_dsa_strategy(strategy: str) -> tuple[str, ...]:
+    """``'color_crop_cutout'`` -> ``('color', 'crop', 'cutout')``, checking every family name."""
+    if not isinstance(strategy, str) or not strategy:
+        raise ValueError(f"DSA strategy must be a non-empty string such as {DEFAULT_DSA_STRATEGY!r}, got {strategy!r}")
+    families = tuple(strategy.split("_"))
+    for family in families:
+        if family not in DSA_FAMILIES:
+            raise ValueError(
+                f"unknown DSA family {family!r} in strategy {strategy!r}; allowed families: {', '.join(DSA_FAMILIES)}"
+            )
+    return families
+
+
+def dsa_strategy_for(dataset: str) -> str:
+    """The DSA strategy for a dataset: the default, minus ``flip`` for digits (mnist, svhn).
+
+    FashionMNIST keeps flip: a mirrored shirt is still a shirt.
+    """
+    key = dataset.lower().replace("-", "").replace("_", "")
+    if key in _DIGIT_DATASETS:
+        return DEFAULT_DSA_STRATEGY.replace("_flip", "")
+    if key in _OTHER_DATASETS:
+        return DEFAULT_DSA_STRATEGY
+    raise ValueError(
+        f"unknown dataset {dataset!r}; allowed: mnist, fashion-mnist, cifar10, cifar100, svhn"
+    )
+
+
+def _draw_family_params(family: str, n: int, height: int, width: int, generator: torch.Generator) -> dict[str, Tensor]:
+    """n independent draws of one family's parameters, in the units :func:`_apply_family` takes."""
+    if family == "color":
+        return {
+            "brightness": _uniform((n,), -0.5, 0.5, generator),
+            "saturation": _uniform((n,), 0.0, 2.0, generator),
+            "contrast": _uniform((n,), 0.5, 1.5, generator),
+        }
+    if family == "crop":
+        max_y = int(height * DSA_CROP_FRACTION + 0.5)
+        max_x = int(width * DSA_CROP_FRACTION + 0.5)
+        device = generator.device
+        return {
+            "shift_y": torch.randint(-max_y, max_y + 1, (n,), generator=generator, device=device),
+            "shift_x": torch.randint(-max_x, max_x + 1, (n,), generator=generator, device=device),
+        }
+    if family == "cutout":
+        device = generator.device
+        return {
+            "center_y": torch.randint(0, height, (n,), generator=generator, device=device),
+            "center_x": torch.randint(0, width, (n,), generator=generator, device=device),
+        }
+    if family == "flip":
+        return {"flip": torch.rand((n,), generator=generator, device=generator.device) < DSA_FLIP_PROBABILITY}
+    if family == "scale":
+        return {
+            "sx": _uniform((n,), 1.0 / DSA_SCALE_RATIO, DSA_SCALE_RATIO, generator),
+            "sy": _uniform((n,), 1.0 / DSA_SCALE_RATIO, DSA_SCALE_RATIO, generator),
+        }
+    if family == "rotate":
+        return {"degrees": _uniform((n,), -DSA_MAX_DEGREES, DSA_MAX_DEGREES, generator)}
+    raise ValueError(f"unknown DSA family {family!r}; allowed: {', '.join(DSA_FAMILIES)}")
+
+
+@dataclass(frozen=True, eq=False)
+class DSATransform:
+    """One DSA draw: a family and its parameters, applicable to any batch of the same image size.
+
+    ``params`` maps names to tensors of shape ``(n,)``: n = 1 means one draw shared by every
+    image (Siamese), n = N one draw per image of an N-image batch. Parameters by family:
+    color: brightness (added), saturation, contrast (factors); crop: shift_y, shift_x (whole
+    pixels, down/right, zero fill); cutout: center_y, center_x (pixel of the square's centre);
+    flip: flip (bool); scale: sx, sy (sampling-grid factors); rotate: degrees.
+    """
+
+    family: str
+    params: Mapping[str, Tensor]
+    image_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if self.family not in DSA_FAMILIES:
+            raise ValueError(f"unknown DSA family {self.family!r}; allowed: {', '.join(DSA_FAMILIES)}")
+        expected = set(DSA_PARAMETERS[self.family])
+        if set(self.params) != expected:
+            raise ValueError(f"DSA family {self.family!r} takes parameters {sorted(expected)}, got {sorted(self.params)}")
+        sizes = {value.shape for value in self.params.values()}
+        if len(sizes) != 1 or len(next(iter(sizes))) != 1:
+            raise ValueError(f"DSA parameters must be 1-D tensors of one common length, got shapes {sorted(sizes)}")
+
+    @property
+    def num_draws(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        _check_images(x)
+        if tuple(x.shape[-2:]) != tuple(self.image_size):
+            raise ValueError(f"this DSA draw was made for {self.image_size} images, got {tuple(x.shape[-2:])}")
+        if self.num_draws not in (1, x.shape[0]):
+            raise ValueError(
+                f"this DSA draw holds {self.num_draws} per-image parameters but the batch has {x.shape[0]} images; "
+                "draw with siamese=True to share one draw across batches"
+            )
+        return _apply_family(x, self.family, self.params)
+
+
+def sample_dsa(
+    shape: tuple[int, ...] | torch.Size,
+    strategy: str,
+    generator: torch.Generator,
+    *,
+    siamese: bool = False,
+) -> DSATransform:
+    """Draw one DSA transform for batches of ``shape`` = (N, C, H, W).
+
+    One family is picked uniformly from ``strategy``; its parameters are drawn once
+    (``siamese=True``: the returned transform applies the same augmentation to every image of
+    every batch it is called on, e.g. the real and the synthetic batch of a class) or once per
+    image (``siamese=False``: for batches of exactly N images).
+    """
+    families = parse_dsa_strategy(strategy)
+    if len(shape) != 4:
+        raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
+    n, _, height, width = (int(s) for s in shape)
+    choice = torch.randint(len(families), (1,), generator=generator, device=generator.device).item()
+    family = families[choice]
+    params = _draw_family_params(family, 1 if siamese else n, height, width, generator)
+    return DSATransform(family=family, params=params, image_size=(height, width))
+
+
+def dsa(x: Tensor, strategy: str, generator: torch.Generator, *, siamese: bool = False) -> Tensor:
+    """Apply one random DSA transform to ``x`` (per-image draws unless ``siamese``)."""
+    _check_images(x)
+    return sample_dsa(x.shape, strategy, generator, siamese=siamese)(x)
+
+
+# --------------------------------------------------------------------------------------------
+# The classic DC evaluation augmentation for MNIST
+# --------------------------------------------------------------------------------------------
+
+CLASSIC_OPS = ("crop", "scale", "rotate", "noise")
+
+
+@dataclass(frozen=True, eq=False)
+class ClassicParams:
+    """Per-image draws of the classic augmentation (all tensors have N rows).
+
+    op: index into :data:`CLASSIC_OPS`; shift: (N, 2) whole pixels (down, right) used by crop;
+    scale: (N, 2) magnification (y, x) used by scale; degrees: (N,) used by rotate;
+    noise: (N, C, H, W) standard normal, added times ``noise_std`` by noise.
+    """
+
+    op: Tensor
+    shift: Tensor
+    scale: Tensor
+    degrees: Tensor
+    noise: Tensor
+    noise_std: float = 0.001
+
+
+def sample_classic(
+    shape: tuple[int, ...] | torch.Size,
+    generator: torch.Generator,
+    *,
+    max_shift: int = 4,
+    scale_range: tuple[float, float] = (0.8, 1.2),
+    max_degrees: int = 45,
+    noise_std: float = 0.001,
+) -> ClassicParams:
+    """Draw the classic augmentation for a batch of ``shape``: one op per image, uniformly.
+
+    crop = pad ``max_shift`` with the mean and take a random window, i.e. an integer shift in
+    [-max_shift, max_shift] per axis; scale = magnify each axis by U(scale_range), centred;
+    rotate = integer degrees in [-max_degrees, max_degrees); noise = + noise_std * N(0, 1).
+    """
+    if len(shape) != 4:
+        raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
+    n = int(shape[0])
+    device = generator.device
+    return ClassicParams(
+        op=torch.randint(len(CLASSIC_OPS), (n,), generator=generator, device=device),
+        shift=torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device=device),
+        scale=_uniform((n, 2), scale_range[0], scale_range[1], generator),
+        degrees=torch.randint(-max_degrees, max_degrees, (n,), generator=generator, device=device),
+        noise=torch.randn(tuple(int(s) for s in shape), generator=generator, device=device),
+        noise_std=noise_std,
+    )
+
+
+def apply_classic(x: Tensor, params: ClassicParams) -> Tensor:
+    """Apply drawn classic parameters: one affine warp for all images (each its own matrix),
+    uncovered pixels filled with the batch's per-channel mean, then noise on the noise images."""
+    _check_images(x)
+    n, _, height, width = x.shape
+    op = params.op.to(x.device)
+    if op.shape != (n,):
+        raise ValueError(f"classic parameters were drawn for {op.shape[0]} images, the batch has {n}")
+    shift = params.shift.to(x.device, x.dtype)
+    scale = params.scale.to(x.device, x.dtype)
+    degrees = params.degrees.to(x.device, x.dtype)
+
+    candidates = {
+        "crop": _translation_theta(shift[:, 0], shift[:, 1], height, width),
+        "scale": _scale_theta(1.0 / scale[:, 1], 1.0 / scale[:, 0]),  # magnify = sample a smaller region
+        "rotate": _rotation_theta(degrees, height, width),
+        "noise": _identity_theta(n, x),
+    }
+    theta = torch.zeros_like(candidates["noise"])
+    for index, name in enumerate(CLASSIC_OPS):
+        theta = torch.where((op == index).view(-1, 1, 1), candidates[name], theta)
+
+    # Filling with the mean = warping (x - mean) with zero fill, then adding the mean back.
+    channel_mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    warped = _warp(x - channel_mean, theta) + channel_mean
+    is_noise = _per_image(op == CLASSIC_OPS.index("noise")).to(x.dtype)
+    return warped + params.noise_std * params.noise.to(x.device, x.dtype) * is_noise
+
+
+def classic_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """DC's MNIST evaluation augmentation with per-image random draws (see :func:`sample_classic`)."""
+    _check_images(x)
+    return apply_classic(x, sample_classic(x.shape, generator))
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point used by the evaluation protocol
+# --------------------------------------------------------------------------------------------
+
+
+def check_augment_kind(kind: str) -> str:
+    if kind not in AUGMENT_KINDS:
+        raise ValueError(f"unknown augmentation {kind!r}; allowed: {', '.join(repr(k) for k in AUGMENT_KINDS)}")
+    return kind
+
+
+def augment(
+    x: Tensor,
+    kind: str,
+    generator: torch.Generator,
+    *,
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY,
+) -> Tensor:
+    """Augment a training batch: ``'none'`` (x unchanged), ``'mnist'`` (DC's classic MNIST
+    augmentation, per-image ops) or ``'dsa'`` (one DSA family per call, per-image draws)."""
+    check_augment_kind(kind)
+    if kind == "none":
+        return x
+    if kind == "mnist":
+        return classic_augment(x, generator)
+    return dsa(x, dsa_strategy, generator)
