@@ -1,0 +1,438 @@
+"""The synthetic set: learnable images and their labels, how they start, and how they are kept.
+
+Gradient matching learns a handful of images per class. :class:`SyntheticSet` holds them in the
+dataset's *normalised* space (the space the networks see), as one leaf tensor with
+``requires_grad=True`` that an optimiser updates directly; labels are fixed and class-ordered
+(``ipc`` copies of class 0, then of class 1, ...), so class ``c`` is the contiguous slice
+``images[c * ipc : (c + 1) * ipc]``.
+
+:func:`init_synthetic` starts a set from one of :data:`INIT_NAMES`; :func:`save_synthetic` and
+:func:`load_synthetic` keep it as one verified file, with the provenance from
+:func:`make_provenance` (method, preset, seed, code and library versions, hardware, time).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import numbers
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+
+INIT_NAMES = ("noise", "real", "black", "white", "gray", "class-mean")
+
+# Pixel value of each constant initialisation, in pixel space [0, 1] (normalised afterwards).
+CONSTANT_PIXELS = {"black": 0.0, "white": 1.0, "gray": 0.5}
+
+# Std of the noise added to 'class-mean' copies when ipc > 1 (normalised units). Identical copies
+# of an image receive identical gradients, so without it they would stay identical forever.
+CLASS_MEAN_JITTER = 1e-3
+
+# Version of the file layout written by save_synthetic; bump it when the layout changes.
+FORMAT_VERSION = 1
+_FORMAT_NAME = "gmlib.synthetic"
+
+
+class SyntheticFileError(ValueError):
+    """A file is not a synthetic set this gmlib can read: wrong kind, wrong version, or corrupt."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The container
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_ipc(ipc: object) -> int:
+    if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
+        raise ValueError(f"images per class must be an integer >= 1, got {ipc!r}")
+    return ipc
+
+
+def class_ordered_labels(num_classes: int, ipc: int, device: str | torch.device = "cpu") -> Tensor:
+    """``ipc`` copies of label 0, then of label 1, ... (int64): the labels of every synthetic set."""
+    return torch.arange(num_classes, dtype=torch.long, device=device).repeat_interleave(ipc)
+
+
+def _per_channel(values: Sequence[float], like: Tensor) -> Tensor:
+    """``values`` as a (C, 1, 1) tensor that broadcasts over images shaped like ``like``."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
+@dataclass(eq=False)
+class SyntheticSet:
+    """Learnable images (normalised space, a leaf with ``requires_grad``) and class-ordered labels.
+
+    ``images`` has shape ``(num_classes * ipc, C, H, W)``; ``labels`` is ``ipc`` copies of 0, then
+    of 1, ...; ``mean``/``std`` are the dataset's normalisation, so :meth:`pixels` can show the
+    images; ``metadata`` holds plain provenance (how the set was initialised and produced).
+    An image tensor that is not a grad-requiring leaf is copied into one.
+    """
+
+    images: Tensor = field(repr=False)
+    labels: Tensor = field(repr=False)
+    ipc: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: list[str]
+    dataset: str
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_ipc(self.ipc)
+        self.mean, self.std, self.class_names = tuple(self.mean), tuple(self.std), list(self.class_names)
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names given for {self.num_classes} classes")
+        expected = self.num_classes * self.ipc
+        if self.images.dim() != 4 or len(self.images) != expected or not self.images.is_floating_point():
+            raise ValueError(f"images must be a float tensor ({expected}, C, H, W) for {self.num_classes} "
+                             f"classes x {self.ipc} per class; got {self.images.dtype} {tuple(self.images.shape)}")
+        if not len(self.mean) == len(self.std) == self.images.shape[1]:
+            raise ValueError(f"mean {self.mean} and std {self.std} need one value per channel "
+                             f"({self.images.shape[1]})")
+        wanted_labels = class_ordered_labels(self.num_classes, self.ipc, self.labels.device)
+        if self.labels.dtype != torch.long or not torch.equal(self.labels, wanted_labels):
+            raise ValueError("labels must be int64 and class-ordered (ipc copies of 0, then of 1, ...)")
+        if self.labels.device != self.images.device:
+            raise ValueError(f"images are on {self.images.device} but labels on {self.labels.device}")
+        if not (self.images.is_leaf and self.images.requires_grad):
+            # A fresh leaf, not a view of the caller's tensor: the optimiser owns these pixels.
+            self.images = self.images.detach().clone().requires_grad_(True)
+
+    def __repr__(self) -> str:
+        c, h, w = self.images.shape[1:]
+        return (f"SyntheticSet({self.dataset!r}: {self.num_classes} classes x {self.ipc} images, "
+                f"{c}x{h}x{w}, on {self.device})")
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def class_images(self, c: int) -> Tensor:
+        """The learnable images of class ``c``: a slice of :attr:`images`, so gradients reach them."""
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.num_classes:
+            raise ValueError(f"class index {c!r} is out of range; classes are 0..{self.num_classes - 1}")
+        return self.images[c * self.ipc : (c + 1) * self.ipc]
+
+    def detached(self) -> tuple[Tensor, Tensor]:
+        """Copies of (images, labels) cut from the graph: what evaluation trains on."""
+        return self.images.detach().clone(), self.labels.clone()
+
+    def pixels(self) -> Tensor:
+        """The images in pixel space, clamped to [0, 1] (for display; learning may leave the range)."""
+        images = self.images.detach()
+        return (images * _per_channel(self.std, images) + _per_channel(self.mean, images)).clamp(0.0, 1.0)
+
+    def to(self, device: str | torch.device) -> "SyntheticSet":
+        """A copy on ``device`` ('auto' picks CUDA); its images are a new leaf, so build optimisers after."""
+        device = resolve_device(device)
+        return self._with(self.images.detach().to(device, copy=True), self.labels.to(device, copy=True))
+
+    def clone(self) -> "SyntheticSet":
+        """An independent copy (images, labels and metadata), e.g. a snapshot during learning."""
+        return self._with(self.images.detach().clone(), self.labels.clone())
+
+    def _with(self, images: Tensor, labels: Tensor) -> "SyntheticSet":
+        return SyntheticSet(images.requires_grad_(True), labels, self.ipc, self.num_classes, self.mean, self.std,
+                            list(self.class_names), self.dataset, copy.deepcopy(self.metadata))
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialisation
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The generator every random choice draws from: the one given, or a CPU one from ``seed``.
+
+    Neither given means seed 0: an initialisation never depends on hidden global RNG state.
+    """
+    if generator is not None and seed is not None:
+        raise ValueError("give either generator or seed, not both")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    seed = 0 if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _class_images(dataset, c: int, init: str) -> Tensor:
+    indices = dataset.class_indices(c)
+    if len(indices) == 0:
+        raise ValueError(f"init {init!r} needs training images of class {c} ({dataset.class_names[c]!r}), "
+                         f"but {dataset.name} has none")
+    return dataset.train_images[indices]
+
+
+def _real_images(dataset, ipc: int, generator: torch.Generator) -> Tensor:
+    """``ipc`` distinct random training images of every class, class-ordered."""
+    picks = []
+    for c in range(dataset.num_classes):
+        available = len(_class_images(dataset, c, "real"))
+        if ipc > available:
+            raise ValueError(f"init 'real' needs {ipc} images of class {c} ({dataset.class_names[c]!r}) but "
+                             f"{dataset.name} has only {available}; use ipc <= {available} or another init")
+        picks.append(dataset.sample(c, ipc, generator))
+    return torch.cat(picks)
+
+
+def _class_means(dataset, ipc: int) -> Tensor:
+    """The mean training image of every class, each repeated ``ipc`` times."""
+    means = torch.stack([_class_images(dataset, c, "class-mean").mean(0) for c in range(dataset.num_classes)])
+    return means.repeat_interleave(ipc, dim=0)
+
+
+def _constant_images(dataset, ipc: int, pixel: float) -> Tensor:
+    """Every pixel ``pixel`` in pixel space, mapped to normalised space channel by channel."""
+    c, (h, w) = dataset.channels, dataset.im_size
+    template = torch.full((c, h, w), pixel, dtype=dataset.train_images.dtype, device=dataset.device)
+    return dataset.normalise(template).expand(dataset.num_classes * ipc, c, h, w).clone()
+
+
+def _noise(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
+    # Drawn on the generator's device, then moved: a CPU generator gives the same images anywhere.
+    return torch.randn(*shape, generator=generator, device=generator.device).to(like.device, like.dtype)
+
+
+def init_synthetic(dataset, ipc: int, init: str = "noise", *, generator: torch.Generator | None = None,
+                   seed: int | None = None, device: str | torch.device | None = None,
+                   jitter: float | None = None) -> SyntheticSet:
+    """A synthetic set of ``ipc`` images per class of ``dataset``, started by ``init``.
+
+    ``init`` is one of :data:`INIT_NAMES`:
+
+    - ``'noise'``: N(0, 1) in normalised space (DC's default);
+    - ``'real'``: ``ipc`` distinct random training images of each class (DSA/DM/MTT's default);
+    - ``'black'`` / ``'white'`` / ``'gray'``: every pixel 0, 1 or 0.5 in pixel space, normalised
+      with the dataset's mean/std (so black is ``-mean / std`` per channel);
+    - ``'class-mean'``: the mean training image of each class, repeated ``ipc`` times.
+
+    Randomness comes from ``generator`` or a fresh CPU generator seeded with ``seed`` (0 when
+    neither is given), so a seed fixes the set. ``jitter`` adds N(0, jitter^2) noise to every
+    image; by default it is :data:`CLASS_MEAN_JITTER` for 'class-mean' with ipc > 1 (so that copies
+    differ and can separate) and 0 otherwise; constant inits with ipc > 1 keep identical copies
+    unless a jitter is given. ``device`` defaults to the dataset's.
+    """
+    _check_ipc(ipc)
+    if init not in INIT_NAMES:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_NAMES)}")
+    if jitter is None:
+        jitter = CLASS_MEAN_JITTER if init == "class-mean" and ipc > 1 else 0.0
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or jitter < 0:
+        raise ValueError(f"jitter must be a number >= 0, got {jitter!r}")
+    gen = _make_generator(generator, seed)
+    device = dataset.device if device is None else resolve_device(device)
+    c, (h, w) = dataset.channels, dataset.im_size
+    shape = (dataset.num_classes * ipc, c, h, w)
+
+    if init == "noise":
+        images = _noise(shape, gen, dataset.train_images)
+    elif init == "real":
+        images = _real_images(dataset, ipc, gen)
+    elif init == "class-mean":
+        images = _class_means(dataset, ipc)
+    else:
+        images = _constant_images(dataset, ipc, CONSTANT_PIXELS[init])
+    if jitter > 0:
+        images = images + jitter * _noise(shape, gen, images)
+
+    metadata = {"init": init, "seed": seed, "jitter": float(jitter)}
+    return SyntheticSet(images.to(device).detach().clone().requires_grad_(True),
+                        class_ordered_labels(dataset.num_classes, ipc, device), ipc, dataset.num_classes,
+                        dataset.mean, dataset.std, dataset.class_names, dataset.name, metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------------------------
+
+GIT_TIMEOUT_S = 2.0
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):  # no git, or it hung
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the gmlib checkout this code runs from; (None, None) when not in one.
+
+    Only a repository whose top level holds this very ``gmlib`` package counts: an installed gmlib
+    inside someone else's repository must not report that repository's commit.
+    """
+    package_root = Path(__file__).resolve().parent.parent
+    out = _git(["rev-parse", "--show-toplevel", "HEAD"], package_root)
+    if out is None or len(out.splitlines()) != 2:
+        return None, None
+    top, commit = out.splitlines()
+    if Path(top).resolve() != package_root:
+        return None, None
+    status = _git(["status", "--porcelain", "--untracked-files=no"], package_root)
+    return commit, (None if status is None else bool(status))
+
+
+def make_provenance(method: str, preset: str, seed: int | None, iterations: int | None,
+                    wall_time_s: float | None, extra: dict | None = None, *,
+                    device: str | torch.device = "auto") -> dict:
+    """What produced a synthetic set, as plain data to store with it.
+
+    Keys: method, preset (the named preset or profile), seed, iterations, wall_time_s,
+    code_version (gmlib version, git commit and whether the checkout had local changes; commit None
+    outside a git checkout), library_versions, hardware (of ``device``), date (UTC, ISO 8601),
+    and extra (any further plain values, e.g. the distance used).
+    """
+    from gmlib import __version__
+
+    commit, dirty = git_commit()
+    provenance = {
+        "method": method,
+        "preset": preset,
+        "seed": seed,
+        "iterations": iterations,
+        "wall_time_s": None if wall_time_s is None else float(wall_time_s),
+        "code_version": {"gmlib": __version__, "git_commit": commit, "git_dirty": dirty},
+        "library_versions": library_versions(),
+        "hardware": describe_hardware(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "extra": dict(extra or {}),
+    }
+    return _plain(provenance, "provenance")
+
+
+# ---------------------------------------------------------------------------------------------
+# Save and load
+# ---------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A copy of ``value`` made of only what ``torch.load(weights_only=True)`` reads back.
+
+    Subclasses are converted to their base type (torch.__version__ is a str subclass that the safe
+    loader refuses; numpy scalars become Python numbers); anything else is a clear ValueError.
+    """
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # bool was handled above; numpy integers land here
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        items = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else items  # named tuples become plain ones
+    if isinstance(value, dict):
+        for key in value:
+            if type(key) is not str:
+                raise ValueError(f"{where} has key {key!r}; metadata keys must be strings")
+        return {key: _plain(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise ValueError(f"{where} is a {type(value).__name__}; metadata may hold only None, bool, int, float, "
+                     f"str, tensors, lists, tuples and dicts")
+
+
+def tensor_sha256(tensor: Tensor) -> str:
+    """SHA-256 of a tensor's raw bytes (C order), whatever its dtype or device."""
+    flat = tensor.detach().cpu().contiguous().view(-1)
+    return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def save_synthetic(syn: SyntheticSet, path: str | os.PathLike, *, provenance: dict | None = None) -> Path:
+    """Write ``syn`` (and ``provenance``, stored as ``metadata['provenance']``) to one file, atomically.
+
+    The file is a ``torch.save`` of plain data only (tensors, lists, dicts, strings, numbers), so
+    :func:`load_synthetic` reads it with ``weights_only=True``; it carries SHA-256 digests of the
+    images and labels that loading verifies. Returns the path written.
+    """
+    path = Path(path)
+    metadata = dict(syn.metadata)
+    if provenance is not None:
+        metadata["provenance"] = provenance
+    metadata = _plain(metadata, "metadata")
+    images, labels = syn.images.detach().cpu().contiguous(), syn.labels.cpu()
+    payload = {
+        "format": _FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "images": images,
+        "labels": labels,
+        "images_sha256": tensor_sha256(images),
+        "labels_sha256": tensor_sha256(labels),
+        "ipc": syn.ipc,
+        "num_classes": syn.num_classes,
+        "mean": list(syn.mean),
+        "std": list(syn.std),
+        "class_names": list(syn.class_names),
+        "dataset": syn.dataset,
+        "metadata": metadata,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write a temporary file beside the target, then rename: a crash never leaves half a file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+_PAYLOAD_KEYS = ("images", "labels", "images_sha256", "labels_sha256", "ipc", "num_classes", "mean", "std",
+                 "class_names", "dataset", "metadata")
+
+
+def load_synthetic(path: str | os.PathLike, device: str | torch.device = "cpu") -> SyntheticSet:
+    """Read a file written by :func:`save_synthetic`, verify it, and return the set on ``device``.
+
+    Raises :class:`SyntheticFileError` (a ValueError) when the file is not a synthetic set, was
+    written by another format version, or its images or labels do not match the stored digests.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no synthetic-set file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors vary: truncated file, foreign objects, not a zip
+        raise SyntheticFileError(f"could not read {path} as a synthetic set: {type(error).__name__}: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT_NAME:
+        raise SyntheticFileError(f"{path} is not a gmlib synthetic-set file (save it with save_synthetic)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SyntheticFileError(f"{path} was saved in synthetic-set format version {version!r}, but this gmlib "
+                                 f"reads format version {FORMAT_VERSION}; load it with a gmlib of that format "
+                                 f"version, or re-create it")
+    missing = [key for key in _PAYLOAD_KEYS if key not in payload]
+    if missing:
+        raise SyntheticFileError(f"{path} lacks {', '.join(missing)}; the file is incomplete")
+    for key in ("images", "labels"):
+        if not isinstance(payload[key], Tensor):
+            raise SyntheticFileError(f"{path} holds {type(payload[key]).__name__} {key}, not a tensor")
+        actual = tensor_sha256(payload[key])
+        if actual != payload[f"{key}_sha256"]:
+            raise SyntheticFileError(f"checksum mismatch for the {key} in {path}: stored sha256 "
+                                     f"{payload[f'{key}_sha256']}, computed {actual}; the file is corrupt or "
+                                     f"was modified")
+    device = resolve_device(device)
+    return SyntheticSet(payload["images"].to(device).requires_grad_(True), payload["labels"].to(device),
+                        payload["ipc"], payload["num_classes"], payload["mean"], payload["std"],
+                        payload["class_names"], payload["dataset"], payload["metadata"])
