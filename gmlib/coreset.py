@@ -25,9 +25,12 @@ def pixel_features(images: Tensor) -> Tensor:
     return images.flatten(1)
 
 
-@torch.no_grad()
-def compute_features(images: Tensor, feature_fn: FeatureFn, batch_size: int = 1024) -> Tensor:
-    """``feature_fn`` applied in batches (keeps memory flat for whole classes of images)."""
+@torch.inference_mode()
+def compute_features(images: Tensor, feature_fn: FeatureFn, batch_size: int | None = None) -> Tensor:
+    """``feature_fn`` applied in batches: small ones on a CPU, where they stay in cache and ran
+    about 2x faster than batches of 1024 (measured for the ConvNet), big ones on a GPU."""
+    if batch_size is None:
+        batch_size = 1024 if images.is_cuda else 32
     return torch.cat([feature_fn(images[i : i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)])
 
 
@@ -62,12 +65,25 @@ def random_coreset(dataset, ipc: int, seed: int) -> tuple[Tensor, Tensor]:
     return dataset.subset(ipc, seed)
 
 
-def herding_coreset(dataset, ipc: int, feature_fn: FeatureFn = pixel_features) -> tuple[Tensor, Tensor]:
-    """``ipc`` images per class chosen by herding in the space of ``feature_fn`` (deterministic)."""
+def herding_coreset(
+    dataset, ipc: int, feature_fn: FeatureFn = pixel_features, *, pool_per_class: int | None = None, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """``ipc`` images per class chosen by herding in the space of ``feature_fn``.
+
+    ``pool_per_class`` restricts each class to a random pool of that many images (drawn with
+    ``seed``) to bound the feature computation at small budgets; None herds over the whole class,
+    which is deterministic and ignores ``seed``.
+    """
     _check_ipc(ipc)
+    if pool_per_class is not None and (not isinstance(pool_per_class, int) or pool_per_class < ipc):
+        raise ValueError(f"pool_per_class must be None or an integer >= ipc ({ipc}), got {pool_per_class!r}")
+    generator = torch.Generator().manual_seed(seed)
     images, labels = [], []
     for c in range(dataset.num_classes):
-        class_images = dataset.train_images[dataset.class_indices(c)]
+        indices = dataset.class_indices(c)
+        if pool_per_class is not None and pool_per_class < len(indices):
+            indices = indices[torch.randperm(len(indices), generator=generator)[:pool_per_class].to(indices.device)]
+        class_images = dataset.train_images[indices]
         picks = herding_order(compute_features(class_images, feature_fn), ipc)
         images.append(class_images[picks])
         labels.append(torch.full((ipc,), c, dtype=torch.long, device=class_images.device))

@@ -19,7 +19,8 @@ class Published:
     source: str
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f}" if self.std is not None else f"{self.mean:.1f}"
+        # ':g' keeps the digits the source printed (98.55 stays 98.55, 99.30 prints as 99.3).
+        return f"{self.mean:g} ± {self.std:g}" if self.std is not None else f"{self.mean:g}"
 
 
 _JIANG_T3 = "Jiang et al. (seed 002), Table 3"

@@ -59,3 +59,12 @@ def test_herding_coreset_is_class_ordered_and_pure():
 def test_coreset_rejects_bad_ipc(bad):
     with pytest.raises(ValueError, match="images per class"):
         herding_coreset(TinyDataset(), bad)
+
+
+def test_herding_pool_is_seeded_and_within_the_class():
+    data = TinyDataset()
+    a = herding_coreset(data, 2, pool_per_class=4, seed=1)
+    b = herding_coreset(data, 2, pool_per_class=4, seed=1)
+    assert torch.equal(a[0], b[0]) and a[1].tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="pool_per_class must be None or an integer >= ipc"):
+        herding_coreset(data, 3, pool_per_class=2)
