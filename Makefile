@@ -46,9 +46,8 @@ book: data
 # ---- tests ----------------------------------------------------------------------------------
 test: data
 	$(PY) -m pytest -q tests
-	$(PY) book/build.py --profile ci --execute-only
+	$(PY) book/build.py --profile ci
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval-sanitize.cfg -p no:cacheprovider $(BUILD)/executed/ci
-	$(PY) book/build.py --profile ci --reuse
 
 # ---- conveniences -----------------------------------------------------------------------------
 lab: setup

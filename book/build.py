@@ -126,7 +126,7 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
     (src / "build_info.md").write_text(build_info_page(profile, records))
     out = BUILD / "book" / profile
     jupyter_book = Path(sys.executable).parent / "jupyter-book"  # installed beside this Python
-    command = [str(jupyter_book), "build", str(src), "--path-output", str(out), "--warningiserror", "--keep-going"]
+    command = [str(jupyter_book), "build", str(src), "--path-output", str(out), "--warningiserror", "--keep-going", "--quiet"]
     subprocess.run(command, check=True)
     return out / "_build" / "html" / "index.html"
 
