@@ -1,12 +1,77 @@
-"""Command line: ``python -m gmlib data ...`` (more subcommands join as the library grows).
+"""Command line: ``python -m gmlib data|distill|evaluate ...`` for scripted reruns.
 
     python -m gmlib data mnist fashion-mnist     # fetch, verify and cache datasets
+    python -m gmlib distill --dataset mnist --ipc 1 --method dc --profile ci --out runs/dc-mnist-1
+    python -m gmlib evaluate runs/dc-mnist-1/synthetic.pt --networks convnet mlp --profile ci --json acc.json
+
+A profile (``ci``, ``cpu``, ``gpu``, ``paper``; ``auto`` = gpu with CUDA, else cpu) supplies the
+budget: iterations, real batch size, network width, evaluation models/epochs. Explicit options
+override it. Bad values exit with status 2 and a message naming the allowed ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from gmlib.presets import PROFILE_NAMES
+
+DEFAULT_PROFILE = "auto"
+
+
+def _load_dataset(name: str, device: Any, cache_dir: str | None):
+    """The dataset by name (a seam the tests replace with a tiny fake)."""
+    from gmlib.data import load_dataset
+
+    return load_dataset(name, device=device, cache_dir=cache_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# argparse value types: a bad value becomes a usage error (status 2) naming what is allowed
+# --------------------------------------------------------------------------------------------
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _distance_spec(text: str) -> str:
+    from gmlib.distances import parse_distance_spec
+
+    try:
+        parse_distance_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -25,11 +90,169 @@ def _data(args: argparse.Namespace) -> int:
     return status
 
 
+# --------------------------------------------------------------------------------------------
+# distill
+# --------------------------------------------------------------------------------------------
+
+
+def _matching_config(args: argparse.Namespace, profile: Any):
+    """The profile's configuration with every explicit option applied on top."""
+    from gmlib.matching import MatchingConfig
+
+    overrides: dict[str, Any] = {"method": args.method, "init": args.init, "network": args.network,
+                                 "distance": args.distance, "engine": args.engine,
+                                 "checkpoint_every": args.checkpoint_every}
+    optional = {"iterations": args.iterations, "batch_real": args.batch_real, "lr_img": args.lr_img,
+                "outer_loop": args.outer_loop, "inner_loop": args.inner_loop, "eval_models": args.eval_models}
+    overrides.update({key: value for key, value in optional.items() if value is not None})
+    if args.eval_at:
+        overrides["eval_at"] = tuple(args.eval_at)
+    config = MatchingConfig.from_profile(profile, ipc=args.ipc, dataset=args.dataset, **overrides)
+    if args.width is not None:
+        from gmlib.networks import filter_network_kwargs
+
+        if not filter_network_kwargs(args.network, {"width": args.width}):
+            raise ValueError(f"--width applies only to convnet and convnet_bn, not {args.network!r}")
+        config = config.replace(network_kwargs={**dict(config.network_kwargs), "width": args.width})
+    return config
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from gmlib.checkpoint import CheckpointError
+    from gmlib.data import DataError
+    from gmlib.matching import NonFiniteLossError, distill
+    from gmlib.presets import get_profile
+    from gmlib.runinfo import resolve_device
+    from gmlib.synthetic import make_provenance, save_synthetic
+
+    profile = get_profile(args.profile)
+    try:
+        config = _matching_config(args, profile)
+        device = resolve_device(args.device or profile.device)
+    except ValueError as error:
+        args.parser.error(str(error))
+    try:
+        dataset = _load_dataset(args.dataset, device, args.cache_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        result = distill(dataset, config, seed=args.seed, device=device, checkpoint_dir=out,
+                         resume=args.resume, progress=args.progress)
+    except (CheckpointError, NonFiniteLossError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; rerun the same command to resume from {out / 'checkpoint.pt'}", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - start
+
+    history = result.history
+    extra = {"dataset": args.dataset, "ipc": args.ipc, "config": config.as_dict(), "device": str(device),
+             "distill_seconds": sum(history.seconds), "resumed_at": list(history.resumed_at)}
+    provenance = make_provenance(config.method, profile.name, args.seed, config.iterations, seconds, extra, device=device)
+    set_path = save_synthetic(result.synthetic, out / "synthetic.pt", provenance=provenance)
+    history_path = history.save_json(out / "history.json")
+    final = f"final loss {history.mean_losses()[-1]:.4f}, " if history.losses else ""
+    print(f"{config.method} on {args.dataset}, ipc {args.ipc}, profile {profile.name}, seed {args.seed}: "
+          f"{history.completed} iterations, {final}{seconds:.1f} s on {device}")
+    for evaluation in history.evaluations:
+        print(f"  after {evaluation['iteration']} iterations: {100 * evaluation['mean']:.2f} +- "
+              f"{100 * evaluation['std']:.2f} % ({len(evaluation['accuracies'])} models)")
+    print(f"wrote {set_path} and {history_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from gmlib.augment import dsa_strategy_for
+    from gmlib.data import DataError
+    from gmlib.evaluate import EvalConfig, evaluate_across_networks
+    from gmlib.matching import METHODS, evaluation_augment
+    from gmlib.presets import get_profile
+    from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+    from gmlib.synthetic import load_synthetic
+
+    profile = get_profile(args.profile)
+    try:
+        device = resolve_device(args.device or profile.device)
+        syn = load_synthetic(args.set)
+    except (ValueError, FileNotFoundError) as error:
+        args.parser.error(str(error))
+    augment = args.augment
+    if augment == "auto":
+        method = syn.metadata.get("method", "dc")
+        augment = evaluation_augment(syn.dataset, method if method in METHODS else "dc")
+    strategy = {"dsa_strategy": dsa_strategy_for(syn.dataset)} if augment == "dsa" else {}
+    config = EvalConfig(network_kwargs={"width": args.width or profile.eval_width},
+                        epochs=args.epochs if args.epochs is not None else profile.eval_epochs,
+                        test_size=profile.eval_test_size, augment=augment, **strategy)
+    try:
+        dataset = _load_dataset(syn.dataset, device, args.cache_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    images, labels = syn.detached()
+    models = args.models or profile.eval_models
+    results = evaluate_across_networks(images, labels, dataset.test_images, dataset.test_labels, args.networks,
+                                       config, models, args.seed, num_classes=syn.num_classes, device=device,
+                                       progress=args.progress)
+    report: dict[str, Any] = {
+        "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
+        "models": models, "device": str(device), "hardware": describe_hardware(device),
+        "versions": library_versions(), "results": {},
+    }
+    for name, result in results.items():
+        print(f"{name}: {100 * result.mean:.2f} +- {100 * result.std:.2f} % ({result.num_models} models, "
+              f"{result.config.num_epochs} epochs, augment {result.config.augment}, "
+              f"{result.seconds_per_model:.1f} s/model)")
+        report["results"][name] = {"mean": result.mean, "std": result.std, "accuracies": result.accuracies,
+                                   "seconds_per_model": result.seconds_per_model, "config": result.config.as_dict()}
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1))
+        print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=("auto",) + PROFILE_NAMES,
+                        help="compute budget that supplies the defaults: ci (seconds, tests), cpu (a laptop), "
+                             "gpu (one GPU), paper (the papers' settings); auto = gpu with CUDA, else cpu "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result "
+                                                            "(default: %(default)s)")
+    parser.add_argument("--device", default=None, help="'cpu', 'cuda', 'cuda:N' or 'auto' (default: the profile's)")
+    parser.add_argument("--cache-dir", default=None, help="dataset cache (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
+    from gmlib.distances import DISTANCE_NAMES
+    from gmlib.matching import ENGINES, METHODS
+    from gmlib.networks import NETWORK_NAMES
+    from gmlib.synthetic import INIT_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m gmlib", description="gmlib: dataset distillation by gradient matching")
     commands = parser.add_subparsers(dest="command", required=True)
+
     data = commands.add_parser("data", help="fetch, verify (checksums) and cache datasets",
                                description="Fetch each dataset from its first working source, verify every file "
                                            "against its checksum and cache it (GMLIB_DATA_DIR, default ~/.cache/gmlib).")
@@ -37,6 +260,75 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"dataset names, from: {', '.join(DATASET_NAMES)}")
     data.add_argument("--cache-dir", default=None, help="cache directory (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
     data.set_defaults(run=_data)
+
+    distill = commands.add_parser(
+        "distill", help="learn a synthetic set by gradient matching (DC or DSA)",
+        description="Learn IPC images per class of DATASET by gradient matching and write OUT/synthetic.pt "
+                    "(with provenance) and OUT/history.json. The run checkpoints into OUT/checkpoint.pt; "
+                    "rerunning the same command resumes it (Ctrl-C saves the last completed iteration).")
+    distill.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset to distill")
+    distill.add_argument("--ipc", type=_int_at_least(1), default=1, help="images per class (default: %(default)s)")
+    distill.add_argument("--method", default="dc", choices=METHODS,
+                         help="dc = gradient matching; dsa = with differentiable Siamese augmentation "
+                              "(default: %(default)s)")
+    distill.add_argument("--out", required=True, help="output directory (created if needed)")
+    distill.add_argument("--iterations", type=_int_at_least(0), default=None,
+                         help="outer iterations, each with a fresh network (default: the profile's; paper 1000)")
+    distill.add_argument("--init", default="noise", choices=INIT_NAMES,
+                         help="how the synthetic images start (default: %(default)s)")
+    distill.add_argument("--network", default="convnet", choices=NETWORK_NAMES, metavar="NETWORK",
+                         help=f"network whose gradients are matched, from: {', '.join(NETWORK_NAMES)} "
+                              "(default: %(default)s)")
+    distill.add_argument("--width", type=_int_at_least(1), default=None,
+                         help="ConvNet width (default: the profile's; paper 128)")
+    distill.add_argument("--batch-real", type=_int_at_least(1), default=None,
+                         help="real images per class per outer step (default: the profile's; paper 256)")
+    distill.add_argument("--distance", type=_distance_spec, default="ours",
+                         help=f"gradient distance: one of {', '.join(DISTANCE_NAMES)} or a weighted sum such as "
+                              "'d1+0.1*d2' (default: %(default)s)")
+    distill.add_argument("--lr-img", type=_positive_float, default=None,
+                         help="learning rate of the images (default: 0.1; the reference uses 0.01 for mlp)")
+    distill.add_argument("--outer-loop", type=_int_at_least(1), default=None,
+                         help="image updates per iteration (default: DC's value for IPC)")
+    distill.add_argument("--inner-loop", type=_int_at_least(0), default=None,
+                         help="network-training epochs between image updates (default: DC's value for IPC)")
+    distill.add_argument("--eval-at", type=_int_at_least(0), nargs="*", default=None, metavar="N",
+                         help="evaluate the set after these numbers of iterations (0 = the initialisation), "
+                              "with the profile's evaluation budget")
+    distill.add_argument("--eval-models", type=_int_at_least(1), default=None,
+                         help="models per evaluation (default: the profile's)")
+    distill.add_argument("--checkpoint-every", type=_int_at_least(0), default=0,
+                         help="also write OUT/checkpoint.pt every K iterations (0 = only at the end and on Ctrl-C; "
+                              "default: %(default)s)")
+    distill.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                         help="continue from OUT/checkpoint.pt when it exists; a checkpoint of other settings "
+                              "or another seed is refused; --no-resume starts over")
+    distill.add_argument("--engine", default="auto", choices=ENGINES,
+                         help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
+                              "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")
+    _add_common(distill)
+    distill.set_defaults(run=_distill, parser=distill)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="train fresh networks on a synthetic set and report test accuracy",
+        description="Evaluate SET (written by `distill` or gmlib.synthetic.save_synthetic): train fresh networks "
+                    "on it from scratch (SGD, momentum 0.9, weight decay 5e-4, lr x0.1 at half the epochs) and "
+                    "test them on the dataset's real test set; print mean +- std per network.")
+    evaluate.add_argument("set", help="synthetic-set file (.pt)")
+    evaluate.add_argument("--networks", nargs="+", default=["convnet"], choices=NETWORK_NAMES, metavar="NETWORK",
+                          help=f"networks to train, from: {', '.join(NETWORK_NAMES)} (default: convnet)")
+    evaluate.add_argument("--models", type=_int_at_least(1), default=None,
+                          help="models per network (default: the profile's; the papers use 100)")
+    evaluate.add_argument("--epochs", type=_int_at_least(1), default=None,
+                          help="training epochs (default: the profile's; the protocol's 300, or 1000 with augmentation)")
+    evaluate.add_argument("--augment", default="auto", choices=("auto", "none", "mnist", "dsa"),
+                          help="training augmentation: auto = dsa for DSA sets, DC's classic one for MNIST, "
+                               "else none (default: %(default)s)")
+    evaluate.add_argument("--width", type=_int_at_least(1), default=None,
+                          help="ConvNet width of the evaluated networks (default: the profile's)")
+    evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
+    _add_common(evaluate)
+    evaluate.set_defaults(run=_evaluate, parser=evaluate)
     return parser
 
 

@@ -1,0 +1,130 @@
+"""The command line: `python -m gmlib distill|evaluate` on a tiny fake dataset, help and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import gmlib.cli as cli
+from gmlib.data import ImageDataset
+from gmlib.synthetic import load_synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--width", "8", "--batch-real", "8", "--no-progress"]
+
+
+def fake_mnist(*args, **kwargs) -> ImageDataset:
+    """A stand-in for MNIST: 3 classes of 1x8x8 images that differ in brightness."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat(16)
+    images = torch.randn(len(labels), 1, 8, 8, generator=g) + labels.view(-1, 1, 1, 1).float()
+    test_labels = torch.arange(3).repeat(4)
+    test_images = torch.randn(len(test_labels), 1, 8, 8, generator=g) + test_labels.view(-1, 1, 1, 1).float()
+    return ImageDataset("mnist", images, labels, test_images, test_labels, (0.0,), (1.0,), ["0", "1", "2"])
+
+
+@pytest.fixture(autouse=True)
+def tiny_world(monkeypatch):
+    """Every command sees the fake dataset; one thread (tiny tensors, busy shared cores)."""
+    monkeypatch.setattr(cli, "_load_dataset", fake_mnist)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gmlib(*argv: str) -> int:
+    """Run the CLI in-process; returns its exit status."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([str(a) for a in argv])
+    return done.value.code
+
+
+def test_help_explains_every_option(capsys) -> None:
+    for command, options in [
+        ("distill", ["--dataset", "--ipc", "--method", "--profile", "--seed", "--iterations", "--init", "--out",
+                     "--checkpoint-every", "--resume", "--no-resume", "--width", "--batch-real", "--distance",
+                     "--eval-at", "--device", "--engine"]),
+        ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment"]),
+    ]:
+        assert gmlib(command, "--help") == 0
+        text = capsys.readouterr().out
+        for option in options:
+            assert option in text, (command, option)
+    assert gmlib("--help") == 0
+    assert "distill" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--dataset", "imagenet"], ["--dataset", "imagenet", "mnist"]),
+    (["--dataset", "mnist", "--method", "mtt"], ["--method", "mtt", "dsa"]),
+    (["--dataset", "mnist", "--init", "zeros"], ["--init", "zeros", "noise"]),
+    (["--dataset", "mnist", "--ipc", "0"], ["--ipc", ">= 1"]),
+    (["--dataset", "mnist", "--ipc", "two"], ["--ipc", "'two'"]),
+    (["--dataset", "mnist", "--profile", "huge"], ["--profile", "huge", "paper"]),
+    (["--dataset", "mnist", "--distance", "manhattan"], ["--distance", "manhattan", "ours"]),
+    (["--dataset", "mnist", "--network", "resnet99"], ["--network", "resnet99", "convnet"]),
+    (["--dataset", "mnist", "--network", "mlp", "--width", "64"], ["--width", "mlp"]),
+])
+def test_bad_values_exit_with_status_2_and_name_the_allowed_ones(argv, words, capsys, tmp_path) -> None:
+    profile = [] if "--profile" in argv else ["--profile", "ci"]
+    assert gmlib("distill", "--out", tmp_path, *profile, *argv) == 2
+    message = capsys.readouterr().err
+    for word in words:
+        assert word in message
+
+
+def test_the_module_entry_point_reports_usage_errors_with_status_2() -> None:
+    done = subprocess.run([sys.executable, "-m", "gmlib", "distill", "--dataset", "mnist", "--ipc", "0", "--out", "x"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and "--ipc" in done.stderr
+
+
+def test_distill_writes_a_set_with_provenance_and_a_history_then_resumes(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    argv = ["distill", "--dataset", "mnist", "--ipc", "2", "--profile", "ci", "--iterations", "2", "--seed", "3",
+            "--out", out, "--checkpoint-every", "1", "--inner-loop", "1", *TINY]
+    assert gmlib(*argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 iterations" in printed and "synthetic.pt" in printed
+    syn = load_synthetic(out / "synthetic.pt")
+    assert syn.images.shape == (6, 1, 8, 8) and syn.dataset == "mnist"
+    provenance = syn.metadata["provenance"]
+    assert (provenance["method"], provenance["preset"], provenance["seed"], provenance["iterations"]) == ("dc", "ci", 3, 2)
+    assert provenance["extra"]["config"]["network_kwargs"] == {"width": 8}
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["losses"]) == 2 and history["seed"] == 3 and history["config"]["batch_real"] == 8
+
+    # The same command again resumes the finished run: same images, nothing recomputed.
+    assert gmlib(*argv) == 0
+    assert torch.equal(load_synthetic(out / "synthetic.pt").images, syn.images)
+    assert json.loads((out / "history.json").read_text())["resumed_at"] == [2]
+    # Other settings on the same directory are refused unless --no-resume.
+    other = [a if a != "3" else "4" for a in argv]
+    assert gmlib(*other) == 1
+    assert "seed=3 there, 4 here" in capsys.readouterr().err
+    assert gmlib(*other, "--no-resume") == 0
+
+
+def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert gmlib("distill", "--dataset", "mnist", "--method", "dsa", "--profile", "ci", "--iterations", "1",
+                 "--out", out, *TINY) == 0
+    capsys.readouterr()
+    report_path = tmp_path / "acc.json"
+    assert gmlib("evaluate", out / "synthetic.pt", "--networks", "convnet", "mlp", "--models", "2", "--epochs", "2",
+                 "--profile", "ci", "--width", "8", "--json", report_path, "--no-progress") == 0
+    printed = capsys.readouterr().out
+    assert "convnet:" in printed and "mlp:" in printed and "+-" in printed
+    report = json.loads(report_path.read_text())
+    assert set(report["results"]) == {"convnet", "mlp"} and report["dataset"] == "mnist"
+    convnet = report["results"]["convnet"]
+    assert len(convnet["accuracies"]) == 2 and convnet["config"]["augment"] == "dsa"  # a DSA set
+    assert convnet["config"]["dsa_strategy"] == "color_crop_cutout_scale_rotate"  # digits: no flip
+    assert gmlib("evaluate", tmp_path / "missing.pt", "--profile", "ci") == 2
+    assert "missing.pt" in capsys.readouterr().err

@@ -1,0 +1,355 @@
+"""gmlib.matching: the DC/DSA loop against the plain reference, determinism, resume, errors.
+
+Everything runs on a tiny fake dataset (3 classes of 1x8x8 images) with a ConvNet of width 8,
+so the whole file stays well under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import gmlib.matching as matching
+from gmlib.augment import sample_dsa
+from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from gmlib.data import ImageDataset
+from gmlib.distances import get_distance
+from gmlib.evaluate import EvalConfig
+from gmlib.matching import (
+    History,
+    MatchingConfig,
+    NonFiniteLossError,
+    distill,
+    freeze_batchnorm_on_real,
+    iteration_generator,
+    matching_loss_backward,
+    sample_real_batches,
+    train_inner,
+)
+from gmlib.matching_reference import reference_outer_step, reference_train_network
+from gmlib.networks import get_network
+from gmlib.presets import get_profile
+
+CLASSES, SIZE = 3, 8
+NET = {"width": 8, "depth": 2}
+STRATEGY = "color_crop_cutout_scale_rotate"
+
+
+def fake_dataset(per_class: int = 24, name: str = "fake") -> ImageDataset:
+    """Three classes whose images differ in brightness, plus noise: a learnable toy problem."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(CLASSES).repeat(per_class)
+    images = torch.randn(len(labels), 1, SIZE, SIZE, generator=g) + labels.view(-1, 1, 1, 1).float()
+    test_labels = torch.arange(CLASSES).repeat(5)
+    test_images = torch.randn(len(test_labels), 1, SIZE, SIZE, generator=g) + test_labels.view(-1, 1, 1, 1).float()
+    return ImageDataset(name, images, labels, test_images, test_labels, (0.0,), (1.0,), ["a", "b", "c"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on 2 busy cores two OpenMP threads that wait
+    for each other made these tests 5-18x slower; the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> ImageDataset:
+    return fake_dataset()
+
+
+def tiny(**changes) -> MatchingConfig:
+    values = dict(ipc=2, iterations=4, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
+                  network_kwargs=NET, eval_models=1)
+    values.update(changes)
+    return MatchingConfig(**values)
+
+
+def run(dataset, config, **kwargs):
+    kwargs.setdefault("seed", 0)
+    return distill(dataset, config, device="cpu", progress=False, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_reference_settings() -> None:
+    config = MatchingConfig()
+    assert (config.iterations, config.batch_real, config.batch_train) == (1000, 256, 256)
+    assert (config.lr_img, config.momentum_img, config.lr_net) == (0.1, 0.5, 0.01)
+    assert (config.distance, config.init, config.method, config.network) == ("ours", "noise", "dc", "convnet")
+    assert config.bn_real_per_class == 16 and config.checkpoint_every == 0
+    assert config.loops == (1, 1)
+    assert config.replace(ipc=10).loops == (10, 50)
+    assert config.replace(ipc=50, inner_loop=3).loops == (50, 3)
+    assert json.loads(json.dumps(config.as_dict()))["resolved_loops"] == [1, 1]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"ipc": 0}, ["ipc", ">= 1"]),
+    ({"method": "mtt"}, ["method", "'mtt'", "'dc'", "'dsa'"]),
+    ({"init": "zeros"}, ["init", "'zeros'", "'noise'", "'real'"]),
+    ({"distance": "manhattan"}, ["manhattan", "ours"]),
+    ({"network": "resnet99"}, ["resnet99", "convnet"]),
+    ({"engine": "fast"}, ["engine", "'loop'", "'batched'"]),
+    ({"eval_at": (0, 2000)}, ["eval_at", "2000"]),
+    ({"dsa_strategy": "crop"}, ["dsa_strategy", "method='dsa'"]),
+    ({"method": "dsa", "dsa_strategy": "crop_blur"}, ["blur", "allowed"]),
+    ({"lr_img": 0.0}, ["lr_img"]),
+    ({"batch_real": 0}, ["batch_real"]),
+])
+def test_bad_values_raise_value_errors_naming_the_allowed_ones(changes, words) -> None:
+    with pytest.raises(ValueError) as error:
+        MatchingConfig(**changes)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_from_profile_reads_the_budget_and_lets_overrides_win() -> None:
+    profile = get_profile("ci")
+    config = MatchingConfig.from_profile(profile, ipc=10, dataset="mnist", iterations=3)
+    assert config.iterations == 3 and config.batch_real == profile.batch_real
+    assert dict(config.network_kwargs) == {"width": profile.net_width}
+    assert config.eval_models == profile.eval_models and config.eval_config.augment == "mnist"
+    dsa_config = MatchingConfig.from_profile(profile, ipc=1, dataset="fashion-mnist", method="dsa", network="mlp")
+    assert dsa_config.eval_config.augment == "dsa" and dsa_config.network_kwargs == ()
+
+
+# ------------------------------------------------------------------------------------------
+# One outer step: the library against the plain reference
+# ------------------------------------------------------------------------------------------
+
+
+def step_inputs(dataset, network: str = "convnet", ipc: int = 2, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    net = get_network(network, 1, CLASSES, SIZE, seed=seed, **NET)
+    if network == "convnet_bn":
+        freeze_batchnorm_on_real(net, dataset, 4, generator)
+    images = torch.randn(CLASSES * ipc, 1, SIZE, SIZE, generator=generator)
+    labels = torch.arange(CLASSES).repeat_interleave(ipc)
+    real = sample_real_batches(dataset, 8, generator)
+    return net, images, labels, real, generator
+
+
+@pytest.mark.parametrize("engine, options, network, augmented", [
+    ("loop", {}, "convnet", False),
+    ("loop", {"chunk_size": 3}, "convnet", False),  # chunked real gradients (as on CPU), a ragged last chunk
+    ("batched", {}, "convnet", False),
+    ("batched", {"max_batched_images": 16}, "convnet", True),  # classes in groups of 2 and 1
+    ("loop", {"chunk_size": 3}, "convnet", True),  # DSA: one Siamese draw per class
+    ("batched", {}, "convnet", True),
+    ("loop", {"chunk_size": 3}, "convnet_bn", False),  # BatchNorm frozen on real statistics
+    ("batched", {}, "convnet_bn", False),
+])
+def test_library_step_equals_the_reference_step(dataset, engine, options, network, augmented) -> None:
+    net, images, labels, real, generator = step_inputs(dataset, network)
+    distance = get_distance("ours")
+    augmentations = None
+    if augmented:
+        augmentations = [sample_dsa(real.shape[1:], STRATEGY, generator, siamese=True) for _ in range(CLASSES)]
+
+    learnable = images.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([learnable], lr=0.1, momentum=0.5)
+    buffer = None
+    expected_images = images
+    for _ in range(2):  # two steps: the second one uses the momentum buffer
+        optimizer.zero_grad()
+        losses = matching_loss_backward(net, learnable, 2, real, distance, augmentations=augmentations,
+                                        engine=engine, **options)
+        optimizer.step()
+        expected = reference_outer_step(net, expected_images, labels, list(real), distance,
+                                        momentum_buffer=buffer, augmentations=augmentations)
+        buffer, expected_images = expected.momentum_buffer, expected.images
+        torch.testing.assert_close(losses, expected.class_losses)
+        torch.testing.assert_close(losses.sum(), expected.loss)
+        torch.testing.assert_close(learnable.detach(), expected.images)
+    assert not torch.equal(learnable.detach(), images)
+
+
+def test_inner_training_equals_the_reference_loop() -> None:
+    images = torch.randn(10, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(10) % CLASSES
+    nets = [get_network("convnet", 1, CLASSES, SIZE, seed=3, **NET) for _ in range(2)]
+    train_inner(nets[0], images, labels, epochs=3, batch_size=4, lr=0.05, generator=torch.Generator().manual_seed(2),
+                chunk_size=3)
+    reference_train_network(nets[1], images, labels, epochs=3, batch_size=4, lr=0.05,
+                            generator=torch.Generator().manual_seed(2))
+    for mine, theirs in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(mine, theirs)
+    fresh = get_network("convnet", 1, CLASSES, SIZE, seed=3, **NET)
+    assert not torch.equal(next(fresh.parameters()), next(nets[0].parameters()))
+
+
+def test_image_steps_on_a_fixed_network_lower_the_matching_loss(dataset) -> None:
+    net, images, _, real, _ = step_inputs(dataset)
+    learnable = images.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([learnable], lr=0.1, momentum=0.5)
+    history = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        history.append(matching_loss_backward(net, learnable, 2, real, get_distance("ours")).sum().item())
+        optimizer.step()
+    assert history[-1] < 0.8 * history[0]
+
+
+def test_batchnorm_is_frozen_on_real_statistics(dataset) -> None:
+    net = get_network("convnet_bn", 1, CLASSES, SIZE, seed=0, **NET)
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    freeze_batchnorm_on_real(net, dataset, 4, torch.Generator().manual_seed(0))
+    assert not torch.equal(bn.running_mean, before) and not bn.training
+
+
+# ------------------------------------------------------------------------------------------
+# The loop: determinism, history, engines, methods
+# ------------------------------------------------------------------------------------------
+
+
+def test_distill_is_deterministic_and_records_a_history(dataset) -> None:
+    eval_config = EvalConfig(network="convnet", network_kwargs=NET, epochs=2)
+    config = tiny(iterations=3, eval_at=(0, 3), eval_config=eval_config)
+    first, second = run(dataset, config), run(dataset, config)
+    assert torch.equal(first.synthetic.images, second.synthetic.images)
+    assert first.history.losses == second.history.losses
+    history = first.history
+    assert len(history.losses) == 3 and all(len(row) == CLASSES for row in history.losses)
+    assert len(history.seconds) == 3 and all(s > 0 for s in history.seconds)
+    assert [e["iteration"] for e in history.evaluations] == [0, 3]
+    assert all(len(e["accuracies"]) == 1 and 0 <= e["mean"] <= 1 for e in history.evaluations)
+    assert history.seed == 0 and history.device == "cpu" and history.config["ipc"] == 2
+    assert History.from_dict(json.loads(json.dumps(history.to_dict()))) == history
+    syn = first.synthetic
+    assert syn.images.shape == (CLASSES * 2, 1, SIZE, SIZE) and syn.images.is_leaf
+    assert syn.metadata["method"] == "dc" and syn.metadata["iterations"] == 3
+    other = run(dataset, config.replace(eval_at=()), seed=1)
+    assert not torch.equal(other.synthetic.images, first.synthetic.images)
+
+
+def test_engines_agree_and_dsa_differs_from_dc(dataset) -> None:
+    loop = run(dataset, tiny(iterations=2, engine="loop"))
+    batched = run(dataset, tiny(iterations=2, engine="batched"))
+    torch.testing.assert_close(loop.synthetic.images, batched.synthetic.images)
+    dsa = run(dataset, tiny(iterations=2, method="dsa", dsa_strategy=STRATEGY))
+    assert not torch.equal(dsa.synthetic.images, loop.synthetic.images)
+    with pytest.raises(ValueError, match="unknown dataset"):  # the default strategy needs a known dataset
+        run(dataset, tiny(iterations=1, method="dsa"))
+    bn = run(fake_dataset(name="mnist"), tiny(iterations=2, method="dsa", network="convnet_bn"))
+    assert torch.isfinite(bn.synthetic.images).all()
+
+
+def test_the_batched_engine_falls_back_to_the_loop_when_memory_runs_out(dataset, monkeypatch) -> None:
+    expected = run(dataset, tiny(iterations=2, engine="loop"))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(matching, "_batched_losses", out_of_memory)
+    with pytest.warns(RuntimeWarning, match="engine='loop'"):
+        fallen_back = run(dataset, tiny(iterations=2, engine="batched"))
+    assert torch.equal(fallen_back.synthetic.images, expected.synthetic.images)
+
+
+def test_iteration_streams_depend_only_on_seed_and_iteration() -> None:
+    draw = lambda s, i: torch.randint(1000, (5,), generator=iteration_generator(s, i)).tolist()  # noqa: E731
+    assert draw(0, 3) == draw(0, 3)
+    assert len({tuple(draw(s, i)) for s in (0, 1) for i in (0, 1, 2)}) == 6
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints and resume
+# ------------------------------------------------------------------------------------------
+
+
+def test_stop_and_resume_is_bit_identical(dataset, tmp_path) -> None:
+    config = tiny(checkpoint_every=1)
+    straight = run(dataset, config)
+    part = run(dataset, config, checkpoint_dir=tmp_path, stop_at=2)
+    assert part.history.completed == 2
+    assert load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")["completed"] == 2
+    resumed = run(dataset, config, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.synthetic.images, straight.synthetic.images)
+    assert resumed.history.losses == straight.history.losses
+    assert resumed.history.resumed_at == [2]
+    # A finished checkpoint resumes to the same result without new work.
+    again = run(dataset, config, checkpoint_dir=tmp_path)
+    assert torch.equal(again.synthetic.images, straight.synthetic.images)
+
+
+def test_ctrl_c_saves_the_last_completed_iteration_and_resume_matches(dataset, tmp_path, monkeypatch) -> None:
+    config = tiny(iterations=3)  # no periodic checkpoints: only the interrupt writes one
+    straight = run(dataset, config)
+    calls = {"n": 0}
+    original = matching.train_inner
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # inside iteration 1, after its first image update
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(matching, "train_inner", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(dataset, config, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(matching, "train_inner", original)
+    state = load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")
+    assert state["completed"] == 1 and len(state["history"]["losses"]) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+    resumed = run(dataset, config, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.synthetic.images, straight.synthetic.images)
+    assert resumed.history.losses == straight.history.losses
+
+
+def test_a_checkpoint_of_another_run_is_refused(dataset, tmp_path) -> None:
+    run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="lr_img=0.1 there, 0.2 here"):
+        run(dataset, tiny(iterations=1, lr_img=0.2), checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="seed=0 there, 1 here"):
+        run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path, seed=1)
+    # Starting over is allowed, and changing only checkpoint_every is not a different run.
+    run(dataset, tiny(iterations=1, lr_img=0.2), checkpoint_dir=tmp_path, resume=False)
+    run(dataset, tiny(iterations=1, lr_img=0.2, checkpoint_every=1), checkpoint_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="could not read"):
+        run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path)
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(dataset, tmp_path, monkeypatch) -> None:
+    config = tiny(iterations=4, checkpoint_every=1)
+    real_distance = get_distance("ours")
+    calls = {"n": 0}
+
+    def poisoned(g_syn, g_real):  # NaN for class 1 of iteration 2 (outer_loop 2 x 3 classes per iteration)
+        calls["n"] += 1
+        value = real_distance(g_syn, g_real)
+        return value * float("nan") if calls["n"] == 2 * 2 * CLASSES + 2 else value
+
+    monkeypatch.setattr(matching, "get_distance", lambda spec: poisoned)
+    with pytest.raises(NonFiniteLossError) as error:
+        run(dataset, config, checkpoint_dir=tmp_path)
+    assert (error.value.iteration, error.value.class_index, error.value.outer_step) == (2, 1, 0)
+    assert "iteration 2" in str(error.value) and "class 1" in str(error.value)
+    assert load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")["completed"] == 2
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, {"format": "k", "value": torch.ones(2)})
+
+    def broken_save(obj, handle):
+        handle.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"format": "k", "value": torch.zeros(2)})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path, "k")["value"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    with pytest.raises(CheckpointError, match="not a 'other' checkpoint"):
+        load_checkpoint(path, "other")
