@@ -12,11 +12,12 @@ knows how to keep a dict safely on disk.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gmlib.fileio import atomic_torch_save
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -32,19 +33,7 @@ def checkpoint_path(directory: str | os.PathLike) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: never leave the temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str) -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ import hashlib
 import numbers
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from gmlib.fileio import atomic_torch_save
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
 INIT_NAMES = ("noise", "real", "black", "white", "gray", "class-mean")
@@ -382,19 +382,7 @@ def save_synthetic(syn: SyntheticSet, path: str | os.PathLike, *, provenance: di
         "dataset": syn.dataset,
         "metadata": metadata,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write a temporary file beside the target, then rename: a crash never leaves half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 _PAYLOAD_KEYS = ("images", "labels", "images_sha256", "labels_sha256", "ipc", "num_classes", "mean", "std",
