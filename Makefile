@@ -4,7 +4,7 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
-PROFILE  ?= cpu
+PROFILE  ?= ci
 BUILD    := build
 STAMP    := $(VENV)/.installed
 

@@ -133,8 +133,8 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu", "paper"],
-                        help="compute profile the chapters run at (default cpu)")
+    parser.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu", "paper"],
+                        help="compute profile the chapters run at (default ci)")
     parser.add_argument("--only", nargs="*", help="chapter prefixes, e.g. 00 02 (default: all)")
     parser.add_argument("--force", action="store_true", help="re-execute even if the cache is valid")
     mode = parser.add_mutually_exclusive_group()
