@@ -187,11 +187,10 @@ def _sgd(params: Iterable[Tensor], config: EvalConfig) -> torch.optim.SGD:
 
 
 def _progress_bar(total: int, description: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
+    """A tqdm bar; when not ``enabled`` a disabled one, whose methods do nothing."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, leave=False)
+    return tqdm(total=total, desc=description, leave=False, disable=not enabled)
 
 
 def train_network(
@@ -251,11 +250,10 @@ def _train_loop(
             optimizer.zero_grad(set_to_none=True)
             loss = _accumulate_gradient(net, x, labels[batch], chunk_size)
             optimizer.step()
-        if bar is not None:
-            bar.update()
+        bar.update()
+        if progress:  # .item() waits for the device: only pay for it when the bar shows
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    if bar is not None:
-        bar.close()
+    bar.close()
 
 
 def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int) -> Tensor:
@@ -345,11 +343,9 @@ def _evaluate_sequential(
     for net, generator in zip(nets, generators):
         train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size)
         accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size))
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(acc=f"{accuracies[-1]:.3f}")
-    if bar is not None:
-        bar.close()
+        bar.update()
+        bar.set_postfix(acc=f"{accuracies[-1]:.3f}")
+    bar.close()
     return accuracies
 
 
@@ -403,10 +399,8 @@ def _evaluate_batched(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+        bar.update()
+    bar.close()
 
     with torch.no_grad():  # hand the trained weights back to the modules
         for k, net in enumerate(nets):
