@@ -1,0 +1,455 @@
+"""Dataset distillation as a bi-level problem: unrolled and implicit hypergradients.
+
+The outer problem learns a synthetic set ``S``; the inner problem trains a network on it:
+
+    min_S  L_T(theta(S)),    theta(S) = argmin_theta  L_S(theta)   (or: N steps of SGD on L_S).
+
+Two ways to get ``dL_T/dS``:
+
+- **unroll** (Wang et al.): run the N inner steps with a differentiable graph and backpropagate
+  through all of them; exact for the truncated problem, memory grows linearly with N.
+- **implicit** (implicit function theorem): at a minimiser, ``grad_theta L_S(theta*(S), S) = 0``,
+  so ``dtheta*/dS = -H^{-1} d^2 L_S / dtheta dS`` with ``H`` the inner Hessian and
+
+      dL_T/dS = direct term - (d^2 L_S / dS dtheta) [H^{-1} dL_T/dtheta].
+
+  ``H^{-1} v`` is approximated by a truncated Neumann series using Hessian-vector products only
+  (:func:`neumann_inverse_hvp`), so the memory does not depend on how long the net was trained.
+
+This module holds the two generic hypergradient tools and the neural-network distillation loops
+(:func:`distill_unrolled`, :func:`distill_implicit`); the 2-D ridge-regression toy with an exact
+answer lives in :mod:`gmlib.toy_bilevel`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from gmlib.memory import track_peak_memory
+from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
+from gmlib.runinfo import resolve_device
+from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
+
+
+def _check_neumann(alpha: float, terms: int) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise ValueError(f"Neumann scale alpha must be a positive number, got {alpha!r}")
+    if isinstance(terms, bool) or not isinstance(terms, int) or terms < 0:
+        raise ValueError(f"Neumann terms must be an integer >= 0, got {terms!r}")
+
+
+def _hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor], vector: Sequence[Tensor]) -> list[Tensor]:
+    """``H v`` for the Hessian whose gradient graph is ``inner_grads`` (built with create_graph)."""
+    products = torch.autograd.grad(inner_grads, params, grad_outputs=vector, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if hv is None else hv for hv, p in zip(products, params)]
+
+
+def neumann_inverse_hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor], vector: Sequence[Tensor], *,
+                        alpha: float, terms: int) -> list[Tensor]:
+    """Approximate ``H^{-1} v`` by ``alpha * sum_{k=0}^{terms} (I - alpha H)^k v``.
+
+    ``H`` is the Hessian of the inner loss w.r.t. ``params``; ``inner_grads`` is that loss's
+    gradient, computed with ``create_graph=True`` so Hessian-vector products can be taken from it.
+    ``H`` is never formed. The series converges when ``0 < alpha * eigenvalue < 2`` for every
+    eigenvalue of ``H`` (H positive definite, alpha below 2 / largest eigenvalue); with ``terms=0``
+    it is ``alpha * v`` (the Hessian replaced by ``I / alpha``). Results are detached.
+    """
+    _check_neumann(alpha, terms)
+    inner_grads, params, vector = list(inner_grads), list(params), list(vector)
+    if not (len(inner_grads) == len(params) == len(vector)):
+        raise ValueError(f"inner_grads, params and vector must have one entry per parameter, got "
+                         f"{len(inner_grads)}, {len(params)} and {len(vector)}")
+    for g, p, v in zip(inner_grads, params, vector):
+        if g.shape != p.shape or v.shape != p.shape:
+            raise ValueError(f"shapes differ: gradient {tuple(g.shape)}, parameter {tuple(p.shape)}, "
+                             f"vector {tuple(v.shape)}")
+    term = [v.detach() for v in vector]  # (I - alpha H)^k v, starting at k = 0
+    total = [t.clone() for t in term]
+    for _ in range(terms):
+        hv = _hvp(inner_grads, params, term)
+        term = [t - alpha * h.detach() for t, h in zip(term, hv)]
+        total = [s + t for s, t in zip(total, term)]
+    return [alpha * s for s in total]
+
+
+def implicit_hypergradient(inner_loss: Tensor, outer_loss: Tensor, params: Sequence[Tensor], hyper: Sequence[Tensor],
+                           *, alpha: float, terms: int) -> list[Tensor]:
+    """``dL_out/dhyper`` by the implicit function theorem, treating ``params`` as the inner optimum.
+
+    ``direct - (d^2 L_in / d hyper d params) [H^{-1} dL_out/dparams]`` with ``H^{-1}`` from
+    :func:`neumann_inverse_hvp`. ``inner_loss`` must depend on ``params`` and ``hyper`` through a
+    graph that is still alive; ``outer_loss`` on ``params`` (and possibly directly on ``hyper``).
+    Returns one detached tensor per ``hyper`` entry (zeros where a hyperparameter is unused).
+    """
+    _check_neumann(alpha, terms)
+    params, hyper = list(params), list(hyper)
+    if not params or not hyper:
+        raise ValueError(f"need at least one parameter and one hyperparameter, got {len(params)} and {len(hyper)}")
+    for name, loss in (("inner_loss", inner_loss), ("outer_loss", outer_loss)):
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError(f"{name} must be a scalar tensor, got {type(loss).__name__} "
+                             f"{tuple(loss.shape) if isinstance(loss, Tensor) else ''}")
+    outer_grads = torch.autograd.grad(outer_loss, params + hyper, retain_graph=True, allow_unused=True)
+    v = [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(outer_grads[: len(params)], params)]
+    direct = [torch.zeros_like(h) if g is None else g.detach() for g, h in zip(outer_grads[len(params):], hyper)]
+    inner_grads = torch.autograd.grad(inner_loss, params, create_graph=True, allow_unused=True)
+    if any(g is None for g in inner_grads):
+        raise ValueError("inner_loss does not depend on every parameter in params; the inner Hessian is singular")
+    inverse_v = neumann_inverse_hvp(inner_grads, params, v, alpha=alpha, terms=terms)
+    # Mixed second derivative times a vector: d/dhyper <grad_params L_in, H^{-1} v>.
+    mixed = torch.autograd.grad(inner_grads, hyper, grad_outputs=inverse_v, retain_graph=False, allow_unused=True)
+    return [d if m is None else d - m.detach() for d, m in zip(direct, mixed)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Distilling images for a neural network: configurations
+# ---------------------------------------------------------------------------------------------
+
+INIT_MODES = ("random", "fixed")  # a new student initialisation every outer step, or one for all
+_NETWORKS_WITHOUT_BATCHNORM_NOTE = "networks with BatchNorm (running statistics) are not supported"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_int(name: str, value: object, low: int) -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _require_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _DistillConfig:
+    """Settings shared by both hypergradients (defaults: Wang et al. / seed 003 where they say)."""
+
+    ipc: int = 10  # images per class in one synthetic batch
+    iterations: int = 100  # outer steps (K in seed 003)
+    batch_real: int = 256  # real images per outer step (|B^T| = 256 in seed 003)
+    init_mode: str = "random"  # student initialisation: 'random' (new each step) or 'fixed'
+    image_init: str = "noise"  # how the synthetic images start (gmlib.synthetic.INIT_NAMES)
+    outer_lr: float = 0.01  # Adam on the synthetic set, as Wang et al.
+    outer_beta1: float = 0.5
+    network: str = "convnet"
+    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = (("width", 32),)
+    # Stop early once this many seconds have passed (seed 003 gives every method ~15 minutes);
+    # None runs all ``iterations``. A time limit makes the number of steps depend on the machine.
+    time_limit_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network_kwargs, Mapping):
+            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        _require_int("ipc", self.ipc, 1)
+        _require_int("iterations", self.iterations, 0)
+        _require_int("batch_real", self.batch_real, 1)
+        if self.init_mode not in INIT_MODES:
+            raise ValueError(f"init_mode must be one of {', '.join(map(repr, INIT_MODES))}, got {self.init_mode!r}")
+        if self.image_init not in INIT_NAMES:
+            raise ValueError(f"image_init must be one of {', '.join(map(repr, INIT_NAMES))}, got {self.image_init!r}")
+        _require_positive("outer_lr", self.outer_lr)
+        if not 0 <= self.outer_beta1 < 1:
+            raise ValueError(f"outer_beta1 must be in [0, 1), got {self.outer_beta1!r}")
+        if not isinstance(self.network, str) or not self.network:
+            raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
+        if self.time_limit_s is not None:
+            _require_positive("time_limit_s", self.time_limit_s)
+
+    def out_of_time(self, seconds: float) -> bool:
+        return self.time_limit_s is not None and seconds >= self.time_limit_s
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["network_kwargs"] = dict(self.network_kwargs)
+        return fields
+
+
+@dataclass(frozen=True)
+class UnrollConfig(_DistillConfig):
+    """Backpropagation through ``inner_steps * inner_epochs`` SGD steps (Wang et al.; seed 003 IV).
+
+    ``synthetic_batches`` is seed 003's ``ic``: the set holds that many batches of ``ipc`` images
+    per class, and inner step ``n`` trains on batch ``n % synthetic_batches`` (1 = the whole set at
+    every step; ``inner_steps`` = a batch of its own per step, as Wang et al.). Each inner step has
+    its own learning rate ``softplus(raw)``, started at ``lr_init`` and learned when ``learn_lr``.
+    """
+
+    ipc: int = 1
+    synthetic_batches: int = 1
+    inner_steps: int = 10  # N
+    inner_epochs: int = 1  # passes over the N steps (Wang et al.: 3)
+    lr_init: float = 0.02
+    learn_lr: bool = True
+    inner_momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_int("inner_steps", self.inner_steps, 1)
+        _require_int("inner_epochs", self.inner_epochs, 1)
+        _require_int("synthetic_batches", self.synthetic_batches, 1)
+        if self.inner_steps % self.synthetic_batches:
+            raise ValueError(f"synthetic_batches (ic) must divide inner_steps; got {self.synthetic_batches} "
+                             f"batches for {self.inner_steps} steps")
+        _require_positive("lr_init", self.lr_init)
+        if not isinstance(self.learn_lr, bool):
+            raise ValueError(f"learn_lr must be True or False, got {self.learn_lr!r}")
+        if not 0 <= self.inner_momentum < 1:
+            raise ValueError(f"inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
+
+    @property
+    def total_inner_steps(self) -> int:
+        return self.inner_steps * self.inner_epochs
+
+
+@dataclass(frozen=True)
+class ImplicitConfig(_DistillConfig):
+    """Train the student ``inner_steps`` SGD steps without a graph, then the IFT hypergradient.
+
+    Seed 003 section V: zeta_theta = ``inner_steps`` student steps on the whole synthetic set, a
+    Neumann series with ``neumann_terms`` terms and scale ``neumann_alpha`` (their code: 3, 0.1).
+    """
+
+    inner_steps: int = 50  # zeta_theta
+    inner_lr: float = 0.01
+    inner_momentum: float = 0.5
+    neumann_terms: int = 3
+    neumann_alpha: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_int("inner_steps", self.inner_steps, 0)
+        _require_positive("inner_lr", self.inner_lr)
+        if not 0 <= self.inner_momentum < 1:
+            raise ValueError(f"inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
+        _check_neumann(self.neumann_alpha, self.neumann_terms)
+
+
+@dataclass
+class DistillOutcome:
+    """A learned synthetic set and how it was learned.
+
+    ``history`` has per-outer-step lists ``iteration``, ``outer_loss`` (cross-entropy on the real
+    batch after inner training) and ``seconds`` (cumulative), plus ``learned_lrs`` (the per-step
+    learning rates at the end; unroll only, else empty). ``peak_mib``/``memory_kind``/``added_mib``
+    come from :func:`gmlib.memory.track_peak_memory` around the whole loop.
+    """
+
+    synthetic: SyntheticSet
+    history: dict[str, list]
+    iterations: int  # outer steps actually taken (fewer than configured when time ran out)
+    seconds: float
+    peak_mib: float
+    added_mib: float
+    memory_kind: str
+    learned_parameters: int
+    config: _DistillConfig
+    learned_lrs: Tensor | None = None
+
+    def summary(self) -> str:
+        return (f"{type(self.config).__name__}: {self.iterations} outer steps, "
+                f"{self.learned_parameters} learned values, {self.seconds:.1f} s, "
+                f"peak {self.peak_mib:.0f} MiB {self.memory_kind} (+{self.added_mib:.0f} MiB in the loop)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Students as plain tensors
+# ---------------------------------------------------------------------------------------------
+
+
+def _student(dataset, config: _DistillConfig, device: torch.device) -> nn.Module:
+    kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
+    net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, seed=0, **kwargs)
+    if has_batchnorm(net):
+        raise ValueError(f"network {config.network!r} has BatchNorm: {_NETWORKS_WITHOUT_BATCHNORM_NOTE}")
+    return net.to(device)
+
+
+def _initial_parameters(dataset, config: _DistillConfig, seed: int, device: torch.device) -> dict[str, Tensor]:
+    """A fresh student initialisation from ``seed``, as detached leaf tensors by name."""
+    kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
+    net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, seed=seed, **kwargs)
+    return {name: p.detach().to(device).requires_grad_(True) for name, p in net.named_parameters()}
+
+
+def _draw_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+def _real_batch(dataset, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    picks = torch.randint(0, len(dataset.train_labels), (size,), generator=generator)
+    picks = picks.to(dataset.train_labels.device)
+    return dataset.train_images[picks], dataset.train_labels[picks]
+
+
+def _loss(net: nn.Module, params: dict[str, Tensor], images: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(functional_call(net, params, (images,)), labels)
+
+
+def batch_indices(num_classes: int, ipc: int, batches: int, device: torch.device | str = "cpu") -> list[Tensor]:
+    """Indices into a class-ordered set of ``ipc * batches`` images per class, one tensor per batch.
+
+    Batch ``b`` holds images ``b * ipc .. (b + 1) * ipc - 1`` of every class (all classes in each).
+    """
+    per_class = ipc * batches
+    return [torch.cat([torch.arange(c * per_class + b * ipc, c * per_class + (b + 1) * ipc, device=device)
+                       for c in range(num_classes)]) for b in range(batches)]
+
+
+def lr_from_raw(raw: Tensor) -> Tensor:
+    """Learning rates from their unconstrained parameters (softplus keeps them positive)."""
+    return F.softplus(raw)
+
+
+def raw_from_lr(lr: float, count: int) -> Tensor:
+    """The unconstrained value whose softplus is ``lr`` (inverse softplus), repeated ``count`` times."""
+    return torch.full((count,), math.log(math.expm1(lr)))
+
+
+def unrolled_training(net: nn.Module, params: dict[str, Tensor], images: Tensor, labels: Tensor,
+                      batches: Sequence[Tensor], lrs: Tensor, *, momentum: float = 0.0,
+                      create_graph: bool = True) -> dict[str, Tensor]:
+    """SGD (optionally with momentum) on the synthetic batches, step ``n`` on ``batches[n % len]``.
+
+    ``lrs`` holds one learning rate per step (its length is the number of steps). With
+    ``create_graph=True`` every step stays in the graph, so the returned parameters can be
+    differentiated w.r.t. ``images`` and ``lrs``: the memory grows linearly with the steps.
+    """
+    velocity = {name: torch.zeros_like(p) for name, p in params.items()}
+    for step in range(len(lrs)):
+        batch = batches[step % len(batches)]
+        loss = _loss(net, params, images[batch], labels[batch])
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        updated = {}
+        for (name, p), g in zip(params.items(), grads):
+            velocity[name] = momentum * velocity[name] + g if momentum else g
+            updated[name] = p - lrs[step] * velocity[name]
+        params = updated if create_graph else {n: p.detach().requires_grad_(True) for n, p in updated.items()}
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# The two outer loops
+# ---------------------------------------------------------------------------------------------
+
+
+def _start(dataset, config: _DistillConfig, seed: int, device: str | torch.device, images_per_class: int):
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    device = resolve_device(device)
+    dataset = dataset.to(device) if dataset.device != device else dataset
+    generator = torch.Generator().manual_seed(seed)
+    synthetic = init_synthetic(dataset, images_per_class, config.image_init, generator=generator, device=device)
+    net = _student(dataset, config, device)
+    fixed_seed = _draw_seed(generator)
+    return dataset, device, generator, synthetic, net, fixed_seed
+
+
+def _progress(total: int, enabled: bool, description: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, leave=False)
+
+
+def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int = 0, device: str | torch.device = "auto",
+                     progress: bool = False) -> DistillOutcome:
+    """Learn a synthetic set (and per-step learning rates) by backpropagating through training.
+
+    Each outer step: a student initialisation (fixed or fresh), a real batch, ``total_inner_steps``
+    differentiable SGD steps on the synthetic batches, the cross-entropy on the real batch, and one
+    Adam step on the images and the raw learning rates (Wang et al.; seed 003 Fig. 1-2).
+    """
+    if not isinstance(config, UnrollConfig):
+        raise ValueError(f"config must be an UnrollConfig, got {type(config).__name__}")
+    per_class = config.ipc * config.synthetic_batches
+    dataset, device, generator, synthetic, net, fixed_seed = _start(dataset, config, seed, device, per_class)
+    batches = batch_indices(dataset.num_classes, config.ipc, config.synthetic_batches, device)
+    raw_lrs = raw_from_lr(config.lr_init, config.total_inner_steps).to(device).requires_grad_(config.learn_lr)
+    learned = [synthetic.images] + ([raw_lrs] if config.learn_lr else [])
+    optimizer = torch.optim.Adam(learned, lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
+    history: dict[str, list] = {"iteration": [], "outer_loss": [], "seconds": [], "learned_lrs": []}
+    bar = _progress(config.iterations, progress, "unroll")
+    with track_peak_memory(device) as memory:
+        start = time.perf_counter()
+        for iteration in range(config.iterations):
+            init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
+            params = _initial_parameters(dataset, config, init_seed, device)
+            real_x, real_y = _real_batch(dataset, config.batch_real, generator)
+            final = unrolled_training(net, params, synthetic.images, synthetic.labels, batches, lr_from_raw(raw_lrs),
+                                      momentum=config.inner_momentum)
+            outer = _loss(net, final, real_x, real_y)
+            optimizer.zero_grad(set_to_none=True)
+            outer.backward()
+            optimizer.step()
+            history["iteration"].append(iteration + 1)
+            history["outer_loss"].append(float(outer.detach()))
+            history["seconds"].append(time.perf_counter() - start)
+            if bar is not None:
+                bar.update(1)
+            if config.out_of_time(history["seconds"][-1]):
+                break
+    if bar is not None:
+        bar.close()
+    lrs = lr_from_raw(raw_lrs.detach()).cpu()
+    history["learned_lrs"] = lrs.tolist()
+    synthetic.metadata.update({"method": "unroll", "config": config.as_dict(), "seed": seed})
+    learned_values = synthetic.images.numel() + (raw_lrs.numel() if config.learn_lr else 0)
+    return DistillOutcome(synthetic, history, len(history["iteration"]), memory.seconds, memory.peak_mib,
+                          memory.added_mib, memory.kind, learned_values, config, lrs)
+
+
+def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: int = 0,
+                     device: str | torch.device = "auto", progress: bool = False) -> DistillOutcome:
+    """Learn a synthetic set with the implicit-function hypergradient (seed 003 Fig. 3-4).
+
+    Each outer step: a student initialisation (fixed or fresh), ``inner_steps`` SGD steps on the
+    whole synthetic set with no graph kept, then :func:`implicit_hypergradient` at the trained
+    student and one Adam step on the images. Memory does not depend on ``inner_steps``.
+    """
+    if not isinstance(config, ImplicitConfig):
+        raise ValueError(f"config must be an ImplicitConfig, got {type(config).__name__}")
+    dataset, device, generator, synthetic, net, fixed_seed = _start(dataset, config, seed, device, config.ipc)
+    whole_set = [torch.arange(len(synthetic.labels), device=device)]
+    lrs = torch.full((config.inner_steps,), config.inner_lr, device=device)
+    optimizer = torch.optim.Adam([synthetic.images], lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
+    history: dict[str, list] = {"iteration": [], "outer_loss": [], "seconds": [], "learned_lrs": []}
+    bar = _progress(config.iterations, progress, "implicit")
+    with track_peak_memory(device) as memory:
+        start = time.perf_counter()
+        for iteration in range(config.iterations):
+            init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
+            params = _initial_parameters(dataset, config, init_seed, device)
+            real_x, real_y = _real_batch(dataset, config.batch_real, generator)
+            trained = unrolled_training(net, params, synthetic.images.detach(), synthetic.labels, whole_set, lrs,
+                                        momentum=config.inner_momentum, create_graph=False)
+            inner = _loss(net, trained, synthetic.images, synthetic.labels)
+            outer = _loss(net, trained, real_x, real_y)
+            (hypergradient,) = implicit_hypergradient(inner, outer, list(trained.values()), [synthetic.images],
+                                                      alpha=config.neumann_alpha, terms=config.neumann_terms)
+            optimizer.zero_grad(set_to_none=True)
+            synthetic.images.grad = hypergradient
+            optimizer.step()
+            history["iteration"].append(iteration + 1)
+            history["outer_loss"].append(float(outer.detach()))
+            history["seconds"].append(time.perf_counter() - start)
+            if bar is not None:
+                bar.update(1)
+            if config.out_of_time(history["seconds"][-1]):
+                break
+    if bar is not None:
+        bar.close()
+    synthetic.metadata.update({"method": "implicit", "config": config.as_dict(), "seed": seed})
+    return DistillOutcome(synthetic, history, len(history["iteration"]), memory.seconds, memory.peak_mib,
+                          memory.added_mib, memory.kind, synthetic.images.numel(), config, None)
