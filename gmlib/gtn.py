@@ -1,0 +1,506 @@
+"""Generative teaching networks trained by gradient matching or implicit differentiation (seed 003).
+
+Instead of learning the pixels of the synthetic set, learn a small conditional *generator*
+G(z, y) that produces them (Such et al.'s generative teaching network, GTN). Medvedev and
+D'yakonov (seed 003, section VII) train it without backpropagating through a student's training:
+
+* **GM** -- gradient matching (their Fig. 5): each step, the per-class distance between the
+  gradients a student takes on generated and on real images is backpropagated through the images
+  into the generator (and its learned inputs);
+* **IFT** -- implicit differentiation (their Figs. 3-4): train a fresh student on the generated
+  images for a few steps, take its loss on a real batch, and get the hypergradient with respect
+  to the generator by the implicit function theorem with a truncated Neumann series
+  (:func:`gmlib.bilevel.implicit_hypergradient`).
+
+Two input modes (seed 003, "GTN-lrn" and "GTN-rnd"):
+
+* ``'learned_input'``: one learnable latent vector per synthetic image, in a fixed class order;
+  the generator then produces a fixed set of ``ipc`` images per class (with the identity as the
+  generator this is ordinary dataset distillation);
+* ``'random_input'``: fresh Gaussian noise every step; the generator can produce any number of
+  images, and the final set is one seeded sample.
+
+The generator (seed 003, Fig. 6 and section VII): the input is the latent (d = 64) concatenated
+with the one-hot label; Linear(d + classes -> k) -> Linear(k -> floor(k/2) * H * W) reshaped to
+floor(k/2) channels of H x W -> Conv3x3(floor(k/2) -> floor(k/4)) -> Conv3x3(floor(k/4) -> C).
+Figure 6 itself is an image the text does not describe further, so these choices are ours:
+
+* BatchNorm after the first linear layer and on the reshaped output of the second one (not after
+  the convolutions): with it our parameter counts equal the paper's Tables I-III to the printed
+  digits (1.640 M for GTN-rnd at k = 64, 449.7 K at k = 32 with 500 latents, 172.2 K at k = 16
+  with 1000, 6.533 M at k = 128) -- BatchNorm after every layer would give 1.641 M. The batch
+  statistics are always those of the generated batch (no running averages), so the generator
+  behaves the same in training and when it produces the final set.
+* LeakyReLU(0.2) between layers (our choice; the text does not name the activation).
+* No output non-linearity: the networks see *normalised* images, whose range is not symmetric
+  (MNIST: -0.42 .. 2.8), and free pixels are unbounded too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gmlib.distances import get_distance
+from gmlib.matching import (
+    freeze_batchnorm_on_real,
+    iteration_generator,
+    matching_loss_backward,
+    sample_real_batches,
+    train_inner,
+)
+from gmlib.networks import get_network, has_batchnorm, network_info
+from gmlib.runinfo import resolve_device
+from gmlib.synthetic import SyntheticSet, class_ordered_labels
+
+MODES = ("learned_input", "random_input")
+OBJECTIVES = ("gm", "ift")
+LEAKY_SLOPE = 0.2
+MIN_K = 4  # floor(k/4) >= 1 channel in the first convolution
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+
+
+# --------------------------------------------------------------------------------------------
+# The generator
+# --------------------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """Seed 003's class-conditional generator; ``k`` sets its size (see the module docstring).
+
+    ``forward(latents, labels)`` maps ``(n, latent_dim)`` latents and ``(n,)`` int labels to
+    ``(n, channels, H, W)`` images in the dataset's normalised space. ``seed`` initialises the
+    parameters without touching the global RNG (None: PyTorch's default initialisation).
+    With ``batch_norm`` a batch needs at least two images (batch statistics).
+    """
+
+    def __init__(self, latent_dim: int, num_classes: int, channels: int, im_size: int | Sequence[int], k: int,
+                 *, batch_norm: bool = True, seed: int | None = None) -> None:
+        super().__init__()
+        _check_int("latent_dim", latent_dim, 1)
+        _check_int("num_classes", num_classes, 1)
+        _check_int("channels", channels, 1)
+        _check_int("k (generator size)", k, MIN_K)
+        height, width = (im_size, im_size) if _is_int(im_size) else tuple(im_size)
+        _check_int("image height", height, 1)
+        _check_int("image width", width, 1)
+        self.latent_dim, self.num_classes, self.channels, self.k = latent_dim, num_classes, channels, k
+        self.im_size = (height, width)
+        hidden = k // 2
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.fc1 = nn.Linear(latent_dim + num_classes, k)
+            self.bn1 = nn.BatchNorm1d(k, track_running_stats=False) if batch_norm else nn.Identity()
+            self.fc2 = nn.Linear(k, hidden * height * width)
+            self.bn2 = nn.BatchNorm2d(hidden, track_running_stats=False) if batch_norm else nn.Identity()
+            self.conv1 = nn.Conv2d(hidden, k // 4, kernel_size=3, padding=1)
+            self.conv2 = nn.Conv2d(k // 4, channels, kernel_size=3, padding=1)
+
+    def forward(self, latents: Tensor, labels: Tensor) -> Tensor:
+        if latents.dim() != 2 or latents.shape[1] != self.latent_dim or labels.shape != latents.shape[:1]:
+            raise ValueError(f"expected latents (n, {self.latent_dim}) and labels (n,), got "
+                             f"{tuple(latents.shape)} and {tuple(labels.shape)}")
+        one_hot = F.one_hot(labels, self.num_classes).to(latents.dtype)
+        h = F.leaky_relu(self.bn1(self.fc1(torch.cat([latents, one_hot], dim=1))), LEAKY_SLOPE)
+        h = self.fc2(h).view(len(latents), self.k // 2, *self.im_size)
+        h = F.leaky_relu(self.bn2(h), LEAKY_SLOPE)
+        h = F.leaky_relu(self.conv1(h), LEAKY_SLOPE)
+        return self.conv2(h)
+
+
+def generator_parameter_count(latent_dim: int, num_classes: int, channels: int, im_size: int | Sequence[int],
+                              k: int, *, batch_norm: bool = True) -> int:
+    """The number of parameters of :class:`Generator`, by formula (weights + biases per layer)."""
+    height, width = (im_size, im_size) if _is_int(im_size) else tuple(im_size)
+    hidden, narrow, pixels = k // 2, k // 4, height * width
+    count = (latent_dim + num_classes + 1) * k             # fc1
+    count += (k + 1) * hidden * pixels                     # fc2
+    count += (hidden * 9 + 1) * narrow                     # conv1, 3x3
+    count += (narrow * 9 + 1) * channels                   # conv2, 3x3
+    if batch_norm:
+        count += 2 * (k + hidden)                          # scale and shift of bn1, bn2
+    return count
+
+
+class GenerativeTeacher(nn.Module):
+    """A generator and, in ``'learned_input'`` mode, its learnable latents: the teacher lambda.
+
+    :meth:`images` returns the class-ordered set (``ipc`` images of class 0, then of class 1, ...)
+    that a student trains on. Learned input: always the same images (one latent each, a
+    Parameter). Random input: fresh N(0, I) latents drawn from ``noise_generator`` (a seeded
+    ``torch.Generator``, on the CPU so the draw is the same on every device).
+    """
+
+    def __init__(self, generator: Generator, mode: str, ipc: int, *, seed: int = 0) -> None:
+        super().__init__()
+        _one_of("mode", mode, MODES)
+        _check_int("ipc (images per class)", ipc, 1)
+        self.generator, self.mode, self.ipc = generator, mode, ipc
+        self.register_buffer("labels", class_ordered_labels(generator.num_classes, ipc), persistent=False)
+        if mode == "learned_input":
+            draw = torch.Generator().manual_seed(seed)
+            self.latents = nn.Parameter(torch.randn(len(self.labels), generator.latent_dim, generator=draw))
+        else:
+            self.latents = None
+
+    def images(self, noise_generator: torch.Generator | None = None) -> Tensor:
+        if self.latents is not None:
+            latents = self.latents
+        else:
+            if noise_generator is None:
+                raise ValueError("random_input mode needs a noise_generator (a seeded torch.Generator) to draw inputs")
+            latents = torch.randn(len(self.labels), self.generator.latent_dim, generator=noise_generator,
+                                  device=noise_generator.device)
+            latents = latents.to(self.labels.device, next(self.generator.parameters()).dtype)
+        return self.generator(latents, self.labels)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Learnable numbers of the teacher: generator, latents and their total."""
+        generator = sum(p.numel() for p in self.generator.parameters())
+        latents = 0 if self.latents is None else self.latents.numel()
+        return {"generator": generator, "latents": latents, "total": generator + latents}
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration, history, result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GTNConfig:
+    """Hyperparameters of a GTN distillation. Defaults: seed 003's MNIST settings where it gives them.
+
+    * ``mode``: 'learned_input' (GTN-lrn) or 'random_input' (GTN-rnd); ``objective``: 'gm' or 'ift'.
+    * ``k``: generator size; ``latent_dim``: d = 64 (Fig. 6); ``ipc``: images per class.
+    * ``iterations``: K, each with a freshly initialised student.
+    * GM: ``outer_loop`` (N) teacher updates per iteration, ``inner_steps`` (zeta_theta) student
+      steps on the generated set between them; ``per_class`` False matches the gradients of all
+      classes at once (Table II's "not per class" rows).
+    * IFT: the student trains ``inner_steps`` steps on the generated set, then ONE teacher update
+      with the implicit hypergradient (``neumann_terms`` terms of scale ``neumann_alpha``).
+    * Student training is :func:`gmlib.matching.train_inner` (plain SGD ``lr_net``; one epoch of
+      batches of ``batch_train`` = one full-batch step when the set has at most that many images).
+    * ``batch_real``: real images per class per step (GM: each class's batch; IFT: the outer loss
+      takes that many images of every class).
+    * Teacher optimiser: Adam(``lr_teacher``) on generator and latents -- our choice, seed 003
+      only says "the same teacher optimizers as in the original papers". Adam ignores a constant
+      scale of the loss, so summing the layer distances (DC, us) or averaging them (seed 003)
+      makes no difference.
+    """
+
+    mode: str = "learned_input"
+    objective: str = "gm"
+    k: int = 64
+    latent_dim: int = 64
+    ipc: int = 10
+    iterations: int = 110
+    outer_loop: int = 10
+    inner_steps: int = 10
+    batch_real: int = 256
+    batch_train: int = 256
+    lr_teacher: float = 1e-3
+    lr_net: float = 0.01
+    neumann_alpha: float = 0.1
+    neumann_terms: int = 10
+    per_class: bool = True
+    distance: str = "ours"
+    network: str = "convnet"
+    network_kwargs: tuple[tuple[str, Any], ...] | dict = ()
+    batch_norm: bool = True
+    bn_real_per_class: int = 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network_kwargs, dict):
+            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        _one_of("mode", self.mode, MODES)
+        _one_of("objective", self.objective, OBJECTIVES)
+        _check_int("k (generator size)", self.k, MIN_K)
+        _check_int("latent_dim", self.latent_dim, 1)
+        _check_int("ipc (images per class)", self.ipc, 1)
+        _check_int("iterations", self.iterations, 0)
+        for name in ("outer_loop", "batch_real", "batch_train", "neumann_terms", "bn_real_per_class"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("inner_steps", self.inner_steps, 0)
+        for name in ("lr_teacher", "lr_net", "neumann_alpha"):
+            _check_positive(name, getattr(self, name))
+        if not isinstance(self.per_class, bool) or not isinstance(self.batch_norm, bool):
+            raise ValueError(f"per_class and batch_norm must be True or False, got {self.per_class!r}, {self.batch_norm!r}")
+        if self.objective == "ift" and not self.per_class:
+            raise ValueError("per_class=False only applies to objective='gm'")
+        get_distance(self.distance)  # raises a ValueError naming the known distances
+        network_info(self.network)  # raises a ValueError naming the known networks
+
+    @property
+    def label(self) -> str:
+        """Seed 003's name of the method, e.g. 'GM + GTN-lrn'."""
+        return f"{self.objective.upper()} + GTN-{'lrn' if self.mode == 'learned_input' else 'rnd'}"
+
+    def replace(self, **changes: Any) -> "GTNConfig":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["network_kwargs"] = dict(self.network_kwargs)
+        return data
+
+
+@dataclass
+class GTNHistory:
+    """Per iteration: ``losses`` (GM: matching loss summed over classes, averaged over the outer
+    steps; IFT: the student's cross-entropy on the real batch) and ``seconds``; ``peak_mib`` /
+    ``memory_kind`` from :func:`gmlib.memory.track_peak_memory` over the whole run;
+    ``parameters``: the teacher's learnable numbers (generator, latents, total)."""
+
+    config: dict[str, Any]
+    seed: int
+    device: str
+    losses: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: float = float("nan")
+    memory_kind: str = ""
+    parameters: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GTNResult:
+    """The trained teacher, the set it generates (a :class:`SyntheticSet`), and the history."""
+
+    teacher: GenerativeTeacher
+    synthetic: SyntheticSet
+    history: GTNHistory
+
+    @property
+    def generator(self) -> Generator:
+        return self.teacher.generator
+
+
+# --------------------------------------------------------------------------------------------
+# The two objectives: one teacher gradient each
+# --------------------------------------------------------------------------------------------
+
+
+def matching_loss_whole_batch(net: nn.Module, syn_images: Tensor, syn_labels: Tensor, real_batches: Tensor,
+                              distance: Callable) -> Tensor:
+    """Table II's "not per class" variant: one distance between the gradients of ALL generated
+    images and of all real batches together (the cosine's normalisation then couples classes)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    num_classes, batch = real_batches.shape[:2]
+    real = real_batches.flatten(0, 1)
+    real_labels = torch.arange(num_classes, device=real.device).repeat_interleave(batch)
+    g_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(real), real_labels), params)]
+    g_syn = torch.autograd.grad(F.cross_entropy(net(syn_images), syn_labels), params, create_graph=True)
+    return distance(g_syn, g_real)
+
+
+def gm_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_batches: Tensor, distance: Callable,
+                        *, per_class: bool = True, noise_generator: torch.Generator | None = None) -> Tensor:
+    """Accumulate grad_lambda of the gradient-matching loss into the teacher's ``.grad``; returns
+    the detached per-class losses (or the single whole-batch loss when not ``per_class``).
+
+    The generated images are not a leaf, and their graph through the generator must be walked
+    only once. So: generate all classes' images once, cut them off as a leaf ``S``, let
+    :func:`gmlib.matching.matching_loss_backward` accumulate grad_S sum_c D_c class by class
+    (freeing each class's double-backward graph at once), then push grad_S back through the
+    generator in ONE backward pass -- the chain rule grad_lambda = (dS/dlambda)^T grad_S.
+    """
+    images = teacher.images(noise_generator)
+    leaf = images.detach().requires_grad_(True)
+    if per_class:
+        losses = matching_loss_backward(net, leaf, teacher.ipc, real_batches, distance, engine="loop")
+    else:
+        loss = matching_loss_whole_batch(net, leaf, teacher.labels, real_batches, distance)
+        loss.backward()
+        losses = loss.detach().reshape(1)
+    images.backward(leaf.grad)
+    return losses
+
+
+def ift_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_images: Tensor, real_labels: Tensor,
+                         *, alpha: float, terms: int, noise_generator: torch.Generator | None = None) -> Tensor:
+    """Set the teacher's ``.grad`` to the implicit hypergradient of the real-batch loss of the
+    (already trained) student ``net``; returns that loss, detached.
+
+    ``noise_generator`` must reproduce the inputs the student was trained on (random input):
+    the hypergradient is taken at the images that determined theta*.
+    """
+    from gmlib.bilevel import implicit_hypergradient  # the IFT machinery (chapter on bi-level distillation)
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    hyper = [p for p in teacher.parameters() if p.requires_grad]
+    inner_loss = F.cross_entropy(net(teacher.images(noise_generator)), teacher.labels)
+    outer_loss = F.cross_entropy(net(real_images), real_labels)
+    grads = implicit_hypergradient(inner_loss, outer_loss, params, hyper, alpha=alpha, terms=terms)
+    for p, g in zip(hyper, grads):
+        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+    return outer_loss.detach()
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------
+
+
+def _draw_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(2**62, (1,), generator=generator).item())
+
+
+def _fresh_student(config: GTNConfig, dataset: Any, generator: torch.Generator, device: torch.device) -> nn.Module:
+    net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size,
+                      seed=_draw_seed(generator), **dict(config.network_kwargs))
+    return net.to(device)
+
+
+def _train_student(config: GTNConfig, net: nn.Module, teacher: GenerativeTeacher, generator: torch.Generator,
+                   noise_generator: torch.Generator | None) -> None:
+    with torch.no_grad():
+        images = teacher.images(noise_generator)
+    train_inner(net, images, teacher.labels, epochs=config.inner_steps, batch_size=config.batch_train,
+                lr=config.lr_net, generator=generator)
+
+
+def _noise_generator(generator: torch.Generator, mode: str) -> torch.Generator | None:
+    """Random input: a generator for this step's latents, seeded from the iteration's stream."""
+    return torch.Generator().manual_seed(_draw_seed(generator)) if mode == "random_input" else None
+
+
+def _gm_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
+                  distance: Callable, generator: torch.Generator, device: torch.device) -> float:
+    """Seed 003 Fig. 5 for one k: a fresh student, N teacher updates, zeta_theta student steps between."""
+    net = _fresh_student(config, dataset, generator, device)
+    total = 0.0
+    for t in range(config.outer_loop):
+        if has_batchnorm(net):
+            freeze_batchnorm_on_real(net, dataset, config.bn_real_per_class, generator)
+        real_batches = sample_real_batches(dataset, config.batch_real, generator)
+        noise = _noise_generator(generator, config.mode)
+        optimizer.zero_grad(set_to_none=True)
+        losses = gm_teacher_backward(teacher, net, real_batches, distance, per_class=config.per_class,
+                                     noise_generator=noise)
+        loss = float(losses.sum())
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the matching loss became {loss}; try a smaller lr_teacher")
+        optimizer.step()
+        total += loss
+        if t < config.outer_loop - 1:  # the next iteration starts from a fresh student anyway
+            _train_student(config, net, teacher, generator, _noise_generator(generator, config.mode))
+    return total / config.outer_loop
+
+
+def _ift_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
+                   generator: torch.Generator, device: torch.device) -> float:
+    """Seed 003 Fig. 3: a fresh student trained zeta_theta steps, then one hypergradient step."""
+    net = _fresh_student(config, dataset, generator, device)
+    noise_seed = _draw_seed(generator)
+
+    def noise() -> torch.Generator | None:  # the same inputs for training and for the hypergradient
+        return torch.Generator().manual_seed(noise_seed) if config.mode == "random_input" else None
+
+    _train_student(config, net, teacher, generator, noise())
+    if has_batchnorm(net):
+        net.eval()  # differentiate the trained student with the statistics it learned
+    real_batches = sample_real_batches(dataset, config.batch_real, generator)
+    num_classes, batch = real_batches.shape[:2]
+    real_labels = torch.arange(num_classes, device=device).repeat_interleave(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss = float(ift_teacher_backward(teacher, net, real_batches.flatten(0, 1), real_labels,
+                                      alpha=config.neumann_alpha, terms=config.neumann_terms, noise_generator=noise()))
+    grads_finite = all(torch.isfinite(p.grad).all() for p in teacher.parameters() if p.grad is not None)
+    if not math.isfinite(loss) or not grads_finite:
+        raise FloatingPointError(f"the IFT step is not finite (real loss {loss}); try a smaller neumann_alpha or lr_teacher")
+    optimizer.step()
+    return loss
+
+
+def build_teacher(dataset: Any, config: GTNConfig, seed: int) -> GenerativeTeacher:
+    """The untrained teacher of a run: generator weights and latents seeded from ``seed``."""
+    generator = Generator(config.latent_dim, dataset.num_classes, dataset.channels, dataset.im_size, config.k,
+                          batch_norm=config.batch_norm, seed=seed)
+    return GenerativeTeacher(generator, config.mode, config.ipc, seed=seed + 1)
+
+
+def generated_set(teacher: GenerativeTeacher, dataset: Any, seed: int = 0) -> SyntheticSet:
+    """The teacher's images as a :class:`SyntheticSet` (random input: one sample drawn from ``seed``)."""
+    noise = torch.Generator().manual_seed(seed) if teacher.mode == "random_input" else None
+    with torch.no_grad():
+        images = teacher.images(noise)
+    return SyntheticSet(images.detach().clone(), teacher.labels.clone(), teacher.ipc, dataset.num_classes,
+                        dataset.mean, dataset.std, list(dataset.class_names), dataset.name,
+                        metadata={"method": "gtn", "mode": teacher.mode})
+
+
+def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, device: str | torch.device = "auto",
+              progress: bool = True) -> GTNResult:
+    """Train a generative teacher on ``dataset`` (a :class:`gmlib.data.ImageDataset`) by GM or IFT.
+
+    Determined by ``(config, seed)``: iteration ``it`` draws the student, the real batches, the
+    random inputs and the inner-loop order from :func:`gmlib.matching.iteration_generator`.
+    The peak memory of the whole run is measured with :func:`gmlib.memory.track_peak_memory`.
+    """
+    from gmlib.memory import track_peak_memory
+
+    if not isinstance(config, GTNConfig):
+        raise ValueError(f"config must be a GTNConfig, got {type(config).__name__}")
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    device = resolve_device(device)
+    if dataset.device != device:
+        dataset = dataset.to(device)
+    if config.batch_norm and dataset.num_classes * config.ipc < 2:
+        raise ValueError("a generator with batch_norm needs at least 2 images in a batch (num_classes * ipc >= 2)")
+    teacher = build_teacher(dataset, config, seed).to(device)
+    optimizer = torch.optim.Adam(teacher.parameters(), lr=config.lr_teacher)
+    distance = get_distance(config.distance)
+    history = GTNHistory(config=config.as_dict(), seed=seed, device=str(device),
+                         parameters=teacher.parameter_counts())
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.iterations, desc=config.label, disable=not progress, leave=True)
+    with track_peak_memory(device) as memory:
+        for it in range(config.iterations):
+            began = time.perf_counter()
+            generator = iteration_generator(seed, it)
+            with torch.random.fork_rng(devices=[]):  # layers drawing from the global RNG stay seeded
+                torch.manual_seed(_draw_seed(generator))
+                if config.objective == "gm":
+                    loss = _gm_iteration(config, dataset, teacher, optimizer, distance, generator, device)
+                else:
+                    loss = _ift_iteration(config, dataset, teacher, optimizer, generator, device)
+            history.losses.append(loss)
+            history.seconds.append(time.perf_counter() - began)
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.4f}")
+    bar.close()
+    history.peak_mib, history.memory_kind = memory.peak_mib, memory.kind
+    synthetic = generated_set(teacher, dataset, seed)
+    synthetic.metadata.update(objective=config.objective, k=config.k, iterations=config.iterations, seed=seed)
+    return GTNResult(teacher, synthetic, history)
