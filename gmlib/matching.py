@@ -18,6 +18,14 @@ DSA changes two things: during matching the real batch and the synthetic images 
 through ONE shared random augmentation (Siamese), and the inner-loop training augments every
 image with its own draw.
 
+Options of the same loop (seed 002's "what, how and where to match"; defaults = DC, bit-identical):
+
+* what: ``match_level`` intra (DC) / inter / multi (intra + lambda * inter) / interleaved, and
+  ``per_class`` matching or one mixed batch (:mod:`gmlib.match_levels`);
+* how: ``distance``, any of :mod:`gmlib.distances` (seed 002's d1..d4 and their sums);
+* where: ``inner_steps`` fixed (DC) / overfit / schedule (:mod:`gmlib.inner_loop`);
+* a curvature term ``hessian_weight * v^T C v`` per class (:mod:`gmlib.hessian`, seed 000).
+
 Design notes:
 
 * Every random choice of iteration ``it`` (the network's initialisation, the real batches, the
@@ -57,6 +65,26 @@ from gmlib.augment import dsa, dsa_strategy_for, parse_dsa_strategy, sample_dsa
 from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig, evaluate_set
+from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+from gmlib.inner_loop import (
+    INNER_STEP_POLICIES,
+    custom_schedule,
+    inner_epochs,
+    scheduled_inner_steps,
+    steps_per_epoch,
+    train_inner,
+    train_inner_until_overfit,
+)
+from gmlib.match_levels import (
+    MATCH_LEVELS,
+    CurvatureSpec,
+    StepLosses,
+    level_of_iteration,
+    loop_step_backward,
+    mixed_step_backward,
+    real_gradient,
+    sample_mixed_real_batch,
+)
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm, network_info
 from gmlib.presets import dc_loops
 from gmlib.runinfo import resolve_device
@@ -80,10 +108,11 @@ _CHECKPOINT_VERSION = 1
 class NonFiniteLossError(RuntimeError):
     """The matching loss became NaN or infinite; the synthetic set would be ruined by the step."""
 
-    def __init__(self, iteration: int, outer_step: int, class_index: int, value: float) -> None:
+    def __init__(self, iteration: int, outer_step: int, class_index: int | None, value: float) -> None:
         self.iteration, self.outer_step, self.class_index, self.value = iteration, outer_step, class_index, value
+        what = "the matching objective" if class_index is None else f"the matching loss of class {class_index}"
         super().__init__(
-            f"the matching loss of class {class_index} is {value} at iteration {iteration} (outer step "
+            f"{what} is {value} at iteration {iteration} (outer step "
             f"{outer_step}); stopped before updating the images. The last checkpoint (if any) is untouched. "
             f"Try a smaller lr_img or another distance."
         )
@@ -101,6 +130,11 @@ def _is_int(value: Any) -> bool:
 def _check_int(name: str, value: Any, low: int) -> None:
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -121,6 +155,16 @@ class MatchingConfig:
     protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
     changes speed and rounding (see the module docstring). The reference uses lr_img 0.01 for the
     MLP; set it explicitly.
+
+    Seed 002/003 options (:mod:`gmlib.match_levels`, :mod:`gmlib.inner_loop`): ``match_level``
+    (:data:`MATCH_LEVELS`) with ``level_weight`` lambda (None = number of classes);
+    ``per_class`` False matches one mixed real batch of batch_real * classes images against the
+    whole synthetic set; ``inner_steps`` (:data:`INNER_STEP_POLICIES`) with ``inner_schedule``
+    (epochs after outer step t = ``inner_schedule[t]``, the last value repeating; None = seed 002
+    eq. 12). ``hessian_weight`` > 0 adds ``hessian_weight * v^T C v`` per class, v = g_real -
+    g_syn, C of the ``hessian_loss`` ('synthetic' or 'real') of kind ``hessian_kind``. The batched
+    engine supports only the DC options (intra, per class, no curvature term); 'auto' then picks
+    the loop engine.
     """
 
     ipc: int = 1
@@ -144,6 +188,14 @@ class MatchingConfig:
     eval_config: EvalConfig | None = None
     eval_models: int = 20
     engine: str = "auto"
+    match_level: str = "intra"
+    level_weight: float | None = None
+    per_class: bool = True
+    inner_steps: str = "fixed"
+    inner_schedule: tuple[int, ...] | None = None
+    hessian_weight: float = 0.0
+    hessian_loss: str = "synthetic"
+    hessian_kind: str = "exact"
 
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
@@ -180,6 +232,37 @@ class MatchingConfig:
         object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
         if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
             raise ValueError(f"eval_config must be a gmlib.evaluate.EvalConfig or None, got {type(self.eval_config).__name__}")
+        self._check_matching_options()
+
+    def _check_matching_options(self) -> None:
+        _one_of("match_level", self.match_level, MATCH_LEVELS)
+        if self.level_weight is not None:
+            _check_number("level_weight", self.level_weight)
+            if self.match_level == "intra":
+                raise ValueError(f"level_weight={self.level_weight!r} weighs the inter-class term, which "
+                                 f"match_level='intra' does not use; allowed levels for it: 'inter', 'multi', 'interleaved'")
+        if not isinstance(self.per_class, bool):
+            raise ValueError(f"per_class must be True or False, got {self.per_class!r}")
+        if not self.per_class and self.match_level != "intra":
+            raise ValueError(f"match_level={self.match_level!r} needs per-class gradients; with per_class=False "
+                             f"the one mixed-batch gradient is matched: use match_level='intra' (the default)")
+        _one_of("inner_steps", self.inner_steps, INNER_STEP_POLICIES)
+        if self.inner_schedule is not None:
+            if self.inner_steps != "schedule":
+                raise ValueError(f"inner_schedule needs inner_steps='schedule' (got inner_steps={self.inner_steps!r})")
+            custom_schedule(self.inner_schedule)  # raises a ValueError for a bad list
+            object.__setattr__(self, "inner_schedule", tuple(self.inner_schedule))
+        _check_number("hessian_weight", self.hessian_weight)
+        _one_of("hessian_loss", self.hessian_loss, HESSIAN_LOSSES)
+        _one_of("hessian_kind", self.hessian_kind, HESSIAN_KINDS)
+        if self.engine == "batched" and not self.dc_options:
+            raise ValueError("engine='batched' supports only match_level='intra', per_class=True and "
+                             "hessian_weight=0; use engine='loop' or 'auto' for the other options")
+
+    @property
+    def dc_options(self) -> bool:
+        """Whether the per-step objective is DC's (intra-class, per class, no curvature term)."""
+        return self.match_level == "intra" and self.per_class and self.hessian_weight == 0
 
     @property
     def loops(self) -> tuple[int, int]:
@@ -197,6 +280,7 @@ class MatchingConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["network_kwargs"] = dict(self.network_kwargs)
         data["eval_at"] = list(self.eval_at)
+        data["inner_schedule"] = None if self.inner_schedule is None else list(self.inner_schedule)
         data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
         data["resolved_loops"] = list(self.loops)
         return data
@@ -241,6 +325,14 @@ class History:
     outer steps; ``seconds[it]``: wall-clock seconds of iteration ``it`` (evaluation excluded);
     ``evaluations``: one dict per evaluation (``iteration`` = completed iterations, ``mean``,
     ``std``, ``accuracies``, ``seconds``); ``resumed_at``: iteration counts a run resumed from.
+
+    Per iteration, for the seed 002 options: ``inter_losses`` the unweighted inter-class distance
+    averaged over outer steps (None where the level did not compute it); ``curvature`` the
+    curvature term v^T C v summed over classes and averaged over outer steps (None without it);
+    ``inner_epochs`` the epochs of network training after each outer step; ``inner_updates`` the
+    SGD steps the network took; ``inner_updates_saved`` how many fewer than the fixed policy
+    (``inner_loop`` epochs after every outer step but the last) would have taken (negative = more).
+    With ``per_class=False``, ``losses[it]`` has one entry: the whole-set distance.
     """
 
     config: dict[str, Any]
@@ -250,10 +342,25 @@ class History:
     seconds: list[float] = field(default_factory=list)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     resumed_at: list[int] = field(default_factory=list)
+    inter_losses: list[float | None] = field(default_factory=list)
+    curvature: list[float | None] = field(default_factory=list)
+    inner_epochs: list[list[int]] = field(default_factory=list)
+    inner_updates: list[int] = field(default_factory=list)
+    inner_updates_saved: list[int] = field(default_factory=list)
 
     @property
     def completed(self) -> int:
         return len(self.losses)
+
+    @property
+    def total_inner_updates(self) -> int:
+        """Network SGD steps taken over the whole run."""
+        return sum(self.inner_updates)
+
+    @property
+    def total_inner_updates_saved(self) -> int:
+        """Network SGD steps saved over the whole run, relative to the fixed policy."""
+        return sum(self.inner_updates_saved)
 
     def mean_losses(self) -> list[float]:
         """Per iteration, the loss averaged over classes and outer steps (what DC prints)."""
@@ -267,11 +374,17 @@ class History:
             "losses": [list(row) for row in self.losses[:n]], "seconds": list(self.seconds[:n]),
             "evaluations": [copy.deepcopy(e) for e in self.evaluations if e["iteration"] <= n],
             "resumed_at": list(self.resumed_at),
+            "inter_losses": list(self.inter_losses[:n]), "curvature": list(self.curvature[:n]),
+            "inner_epochs": [list(row) for row in self.inner_epochs[:n]],
+            "inner_updates": list(self.inner_updates[:n]), "inner_updates_saved": list(self.inner_updates_saved[:n]),
+            "total_inner_updates": sum(self.inner_updates[:n]),
+            "total_inner_updates_saved": sum(self.inner_updates_saved[:n]),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "History":
-        return cls(**{f.name: copy.deepcopy(data[f.name]) for f in dataclasses.fields(cls)})
+        # Fields added later (the seed 002 counters) may be missing from older files: start them empty.
+        return cls(**{f.name: copy.deepcopy(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
     def save_json(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -341,50 +454,6 @@ def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, gener
             module.eval()
 
 
-def _labels(c: int, n: int, device: torch.device) -> Tensor:
-    return torch.full((n,), c, dtype=torch.long, device=device)
-
-
-def real_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor, c: int,
-                  chunk_size: int | None = None) -> list[Tensor]:
-    """grad_theta of the mean cross-entropy of ``images`` (all of class ``c``), detached.
-
-    The real gradient is a constant target, so no graph is kept. With ``chunk_size`` the batch
-    goes through in chunks whose gradients add up to the same mean (up to rounding): faster on
-    CPU, where small chunks stay in cache. BatchNorm must be frozen (eval) for chunks to be exact.
-    """
-    chunks = [images] if chunk_size is None else images.split(chunk_size)
-    total: list[Tensor] | None = None
-    for chunk in chunks:
-        loss = F.cross_entropy(net(chunk), _labels(c, len(chunk), chunk.device), reduction="sum") / len(images)
-        grads = torch.autograd.grad(loss, params)
-        if total is None:
-            total = list(grads)
-        else:
-            for t, g in zip(total, grads):
-                t.add_(g)
-    return total
-
-
-def _loop_losses(net, syn_images, ipc, real_batches, distance, augmentations, chunk_size) -> Tensor:
-    """The algorithm box's class loop; backpropagates each D_c as soon as it is computed."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    losses = []
-    for c in range(len(real_batches)):
-        real, syn = real_batches[c], syn_images[c * ipc:(c + 1) * ipc]
-        if augmentations is not None:  # DSA: the SAME draw for the real and the synthetic batch
-            real, syn = augmentations[c](real), augmentations[c](syn)
-        g_real = real_gradient(net, params, real, c, chunk_size)
-        syn_loss = F.cross_entropy(net(syn), _labels(c, ipc, syn.device))
-        g_syn = torch.autograd.grad(syn_loss, params, create_graph=True)  # keep the graph: D_c -> S_c
-        loss = distance(g_syn, g_real)
-        # grad_S sum_c D_c = sum_c grad_S D_c, and D_c depends only on S_c (BN is frozen): so each
-        # class can backpropagate at once, freeing its double-backward graph before the next one.
-        loss.backward()
-        losses.append(loss.detach())
-    return torch.stack(losses)
-
-
 def _per_class(distance: Callable, g_syn: list[Tensor], g_real: list[Tensor]) -> Tensor:
     if hasattr(distance, "per_class"):
         return distance.per_class(g_syn, g_real)
@@ -436,8 +505,13 @@ def matching_loss_backward(
     engine: str = "loop",
     chunk_size: int | None = None,
     max_batched_images: int = MAX_BATCHED_IMAGES,
+    level: str = "intra",
+    level_weight: float | None = None,
+    curvature: CurvatureSpec | None = None,
 ) -> Tensor:
     """The per-class matching losses D_c, with grad_S sum_c D_c accumulated into ``syn_images.grad``.
+    (With ``level``/``curvature`` the gradient of that objective is accumulated instead; the
+    returned D_c are the same; :func:`matching_step_backward` returns every term.)
 
     ``syn_images``: the class-ordered leaf tensor (num_classes * ipc, C, H, W); ``real_batches``:
     (num_classes, B, C, H, W); ``distance(g_syn, g_real)`` a gradient distance;
@@ -446,48 +520,44 @@ def matching_loss_backward(
     real batches of the loop engine. Returns the detached ``(num_classes,)`` losses; the caller
     zeroes the gradient before and steps the optimiser after.
     """
+    return matching_step_backward(net, syn_images, ipc, real_batches, distance, augmentations=augmentations,
+                                  engine=engine, chunk_size=chunk_size, max_batched_images=max_batched_images,
+                                  level=level, level_weight=level_weight, curvature=curvature).per_class
+
+
+def matching_step_backward(
+    net: nn.Module,
+    syn_images: Tensor,
+    ipc: int,
+    real_batches: Tensor,
+    distance: Callable[[Sequence[Tensor], Sequence[Tensor]], Tensor],
+    *,
+    augmentations: Sequence[Callable[[Tensor], Tensor]] | None = None,
+    engine: str = "loop",
+    chunk_size: int | None = None,
+    max_batched_images: int = MAX_BATCHED_IMAGES,
+    level: str = "intra",
+    level_weight: float | None = None,
+    curvature: CurvatureSpec | None = None,
+) -> StepLosses:
+    """One per-class matching step at ``level`` ('intra', 'inter' or 'multi'; lambda =
+    ``level_weight``, None = number of classes) with an optional ``curvature`` term: accumulates
+    grad_S of the objective into ``syn_images.grad`` and returns the detached terms
+    (:class:`gmlib.match_levels.StepLosses`). Arguments as :func:`matching_loss_backward`; the
+    batched engine computes only DC's objective (intra, no curvature term).
+    """
     _one_of("engine", engine, ENGINES[1:])
     if real_batches.dim() != 5 or syn_images.shape[0] != len(real_batches) * ipc:
         raise ValueError(f"expected real_batches (classes, B, C, H, W) and {len(real_batches)} x ipc={ipc} synthetic "
                          f"images; got {tuple(real_batches.shape)} and {tuple(syn_images.shape)}")
     if engine == "loop":
-        return _loop_losses(net, syn_images, ipc, real_batches, distance, augmentations, chunk_size)
-    return _batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images)
-
-
-def train_inner(
-    net: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    augment: Callable[[Tensor], Tensor] | None = None,
-    chunk_size: int | None = None,
-) -> None:
-    """Train ``net`` in place for ``epochs`` epochs of shuffled batches: plain SGD (no momentum, no
-    weight decay), mean cross-entropy, constant ``lr``; ``augment`` is applied to every batch.
-
-    ``images`` must be detached: the inner loop moves the network, not the synthetic set.
-    ``chunk_size`` accumulates each batch's gradient over chunks (same gradient up to rounding,
-    faster on CPU); it is ignored for BatchNorm nets, whose batch statistics would change.
-    """
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    if chunk_size is None or has_batchnorm(net):
-        chunk_size = batch_size
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator).to(images.device)
-        for batch in order.split(batch_size):
-            x, y = images[batch], labels[batch]
-            if augment is not None:
-                x = augment(x)
-            optimizer.zero_grad(set_to_none=True)
-            for x_chunk, y_chunk in zip(x.split(chunk_size), y.split(chunk_size)):
-                (F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / len(x)).backward()
-            optimizer.step()
+        return loop_step_backward(net, syn_images, ipc, real_batches, distance, augmentations=augmentations,
+                                  chunk_size=chunk_size, level=level, level_weight=level_weight, curvature=curvature)
+    if level != "intra" or curvature is not None:
+        raise ValueError(f"engine='batched' computes only the intra-class objective without a curvature term "
+                         f"(got level={level!r}, curvature={curvature!r}); use engine='loop'")
+    losses = _batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images)
+    return StepLosses(losses, None, None, losses.sum())
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,12 +565,13 @@ def train_inner(
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_engine(engine: str, device: torch.device) -> str:
-    """'auto' -> 'batched' on CUDA, 'loop' elsewhere (vmap measured slower on CPU)."""
+def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -> str:
+    """'auto' -> 'batched' on CUDA, 'loop' elsewhere (vmap measured slower on CPU) and for any
+    objective other than DC's (``dc_options`` False), which only the loop engine computes."""
     _one_of("engine", engine, ENGINES)
     if engine != "auto":
         return engine
-    return "batched" if device.type == "cuda" else "loop"
+    return "batched" if device.type == "cuda" and dc_options else "loop"
 
 
 def _fresh_network(config: MatchingConfig, dataset: Any, generator: torch.Generator, device: torch.device) -> nn.Module:
@@ -523,19 +594,22 @@ class _Run:
     chunk_size: int | None
     dsa_strategy: str | None
     seed: int
+    curvature: CurvatureSpec | None = None
 
 
-def _matching_step_gradient(run: _Run, net: nn.Module, real_batches: Tensor, augmentations: Any) -> Tensor:
-    """Zero the images' gradient and accumulate grad_S sum_c D_c; returns the per-class losses.
+def _matching_step_gradient(run: _Run, net: nn.Module, real_batches: Tensor, augmentations: Any,
+                            level: str = "intra") -> StepLosses:
+    """Zero the images' gradient and accumulate grad_S of the step's objective; returns its terms.
 
     The batched engine holds every class's activations at once; if the GPU runs out of memory,
     the step is redone with the loop engine (same inputs, same result up to rounding), which the
     rest of the run then keeps.
     """
-    def attempt() -> Tensor:
+    def attempt() -> StepLosses:
         run.optimizer.zero_grad(set_to_none=True)
-        return matching_loss_backward(net, run.synthetic.images, run.synthetic.ipc, real_batches, run.distance,
-                                      augmentations=augmentations, engine=run.engine, chunk_size=run.chunk_size)
+        return matching_step_backward(net, run.synthetic.images, run.synthetic.ipc, real_batches, run.distance,
+                                      augmentations=augmentations, engine=run.engine, chunk_size=run.chunk_size,
+                                      level=level, level_weight=run.config.level_weight, curvature=run.curvature)
 
     try:
         return attempt()
@@ -560,42 +634,95 @@ def _global_rng_from(generator: torch.Generator) -> Iterator[None]:
         yield
 
 
-def _run_iteration(run: _Run, it: int) -> list[float]:
-    """One outer iteration of the algorithm box; returns each class's loss averaged over outer steps."""
+@dataclass
+class _IterationRecord:
+    """What one iteration adds to the History (losses averaged over its outer steps)."""
+
+    losses: list[float]
+    inter_loss: float | None
+    curvature: float | None
+    inner_epochs: list[int]
+    inner_updates: int
+    inner_updates_saved: int
+
+
+def _run_iteration(run: _Run, it: int) -> _IterationRecord:
+    """One outer iteration of the algorithm box."""
     generator = iteration_generator(run.seed, it)
     with _global_rng_from(generator):
         return _iteration_body(run, it, generator)
 
 
-def _iteration_body(run: _Run, it: int, generator: torch.Generator) -> list[float]:
+def _check_finite(step: StepLosses, it: int, t: int) -> None:
+    values = step.values()
+    if not torch.isfinite(values).all():  # one host sync per outer step: cheap next to the step
+        bad = int((~torch.isfinite(values)).nonzero()[0])
+        raise NonFiniteLossError(it, t, bad if bad < len(step.per_class) else None, float(values[bad]))
+
+
+def _iteration_body(run: _Run, it: int, generator: torch.Generator) -> _IterationRecord:
     config, dataset, syn = run.config, run.dataset, run.synthetic
     net = _fresh_network(config, dataset, generator, run.device)
     batchnorm = has_batchnorm(net)
     outer_loop, inner_loop = config.loops
-    totals = torch.zeros(dataset.num_classes, device=run.device)
+    level = level_of_iteration(config.match_level, it)
+    totals = torch.zeros(dataset.num_classes if config.per_class else 1, device=run.device)
+    inter_total = curvature_total = 0.0
+    epochs_done: list[int] = []
+    updates = 0
     for t in range(outer_loop):
         if batchnorm:
             freeze_batchnorm_on_real(net, dataset, config.bn_real_per_class, generator)
-        real_batches = sample_real_batches(dataset, config.batch_real, generator)
-        augmentations = None
-        if run.dsa_strategy is not None:  # Siamese: one draw per class, shared by real and synthetic
-            augmentations = [sample_dsa(real_batches.shape[1:], run.dsa_strategy, generator, siamese=True)
-                             for _ in range(dataset.num_classes)]
-
-        losses = _matching_step_gradient(run, net, real_batches, augmentations)
-        if not torch.isfinite(losses).all():  # one host sync per outer step: cheap next to the step
-            bad = int((~torch.isfinite(losses)).nonzero()[0])
-            raise NonFiniteLossError(it, t, bad, float(losses[bad]))
-        run.optimizer.step()  # S <- S - lr_img * momentum-SGD(grad_S sum_c D_c)
-        totals += losses
+        if config.per_class:
+            real_batches = sample_real_batches(dataset, config.batch_real, generator)
+            augmentations = None
+            if run.dsa_strategy is not None:  # Siamese: one draw per class, shared by real and synthetic
+                augmentations = [sample_dsa(real_batches.shape[1:], run.dsa_strategy, generator, siamese=True)
+                                 for _ in range(dataset.num_classes)]
+            step = _matching_step_gradient(run, net, real_batches, augmentations, level)
+            # the step's own real images, class-ordered, are the overfit policy's validation batch
+            real_images = real_batches.flatten(0, 1)
+            real_labels = torch.arange(dataset.num_classes, device=run.device).repeat_interleave(real_batches.shape[1])
+        else:  # one mixed real batch against the whole synthetic set (seed 003, "not per class")
+            real_images, real_labels = sample_mixed_real_batch(dataset, config.batch_real * dataset.num_classes,
+                                                               generator)
+            augmentation = None
+            if run.dsa_strategy is not None:
+                augmentation = sample_dsa(real_images.shape, run.dsa_strategy, generator, siamese=True)
+            run.optimizer.zero_grad(set_to_none=True)
+            step = mixed_step_backward(net, syn.images, syn.labels, real_images, real_labels, run.distance,
+                                       augmentation=augmentation, chunk_size=run.chunk_size, curvature=run.curvature)
+        _check_finite(step, it, t)
+        run.optimizer.step()  # S <- S - lr_img * momentum-SGD(grad_S objective)
+        totals += step.per_class
+        if step.inter is not None:
+            inter_total += float(step.inter)
+        if step.curvature is not None:
+            curvature_total += float(step.curvature.sum())
 
         if t == outer_loop - 1:
             break  # the next iteration starts from a fresh network: no point training this one
         images, labels = syn.detached()
         augment = None if run.dsa_strategy is None else (lambda x: dsa(x, run.dsa_strategy, generator))
-        train_inner(net, images, labels, epochs=inner_loop, batch_size=config.batch_train, lr=config.lr_net,
-                    generator=generator, augment=augment, chunk_size=run.chunk_size)
-    return (totals / outer_loop).tolist()
+        epochs = inner_epochs(config.inner_steps, t, inner_loop, config.inner_schedule)
+        if config.inner_steps == "overfit":
+            log = train_inner_until_overfit(net, images, labels, real_images, real_labels, max_epochs=epochs,
+                                            batch_size=config.batch_train, lr=config.lr_net, generator=generator,
+                                            augment=augment, chunk_size=run.chunk_size)
+            epochs_done.append(log.epochs)
+            updates += log.steps
+        else:
+            updates += train_inner(net, images, labels, epochs=epochs, batch_size=config.batch_train,
+                                   lr=config.lr_net, generator=generator, augment=augment,
+                                   chunk_size=run.chunk_size) or 0
+            epochs_done.append(epochs)
+    fixed = (outer_loop - 1) * inner_loop * steps_per_epoch(len(syn.labels), config.batch_train)
+    return _IterationRecord(
+        losses=(totals / outer_loop).tolist(),
+        inter_loss=inter_total / outer_loop if level in ("inter", "multi") else None,
+        curvature=curvature_total / outer_loop if run.curvature is not None else None,
+        inner_epochs=epochs_done, inner_updates=updates, inner_updates_saved=fixed - updates,
+    )
 
 
 def _evaluate(run: _Run, completed: int, seconds_before: float) -> dict[str, Any]:
@@ -616,9 +743,18 @@ def _identity(config: MatchingConfig, seed: int, dataset: Any) -> dict[str, Any]
     """What must match for a checkpoint to continue this run (checkpoint_every only affects I/O)."""
     data = config.as_dict()
     del data["checkpoint_every"]
+    # Options added after checkpoints existed are left out at their defaults, so those still resume.
+    for name in _LATER_OPTIONS:
+        if getattr(config, name) == _DEFAULT_OPTIONS[name]:
+            del data[name]
     data.update(seed=seed, dataset=dataset.name, num_classes=dataset.num_classes,
                 image_shape=[dataset.channels, *dataset.im_size])
     return json.loads(json.dumps(data))  # tuples -> lists, as they come back from a file
+
+
+_LATER_OPTIONS = ("match_level", "level_weight", "per_class", "inner_steps", "inner_schedule",
+                  "hessian_weight", "hessian_loss", "hessian_kind")
+_DEFAULT_OPTIONS = {f.name: f.default for f in dataclasses.fields(MatchingConfig) if f.name in _LATER_OPTIONS}
 
 
 def _to_cpu(value: Any) -> Any:
@@ -710,8 +846,11 @@ def distill(
             history.device = str(device)
             history.resumed_at.append(start)
     chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
+    curvature = None
+    if config.hessian_weight > 0:
+        curvature = CurvatureSpec(float(config.hessian_weight), config.hessian_loss, config.hessian_kind)
     run = _Run(config, dataset, synthetic, optimizer, get_distance(config.distance), device,
-               resolve_engine(config.engine, device), chunk_size, dsa_strategy, seed)
+               resolve_engine(config.engine, device, config.dc_options), chunk_size, dsa_strategy, seed, curvature)
     end = config.iterations if stop_at is None else min(stop_at, config.iterations)
 
     def snapshot(completed: int) -> dict:
@@ -737,8 +876,14 @@ def distill(
         maybe_evaluate(start)
         for it in range(start, end):
             began = time.perf_counter()
-            history.losses.append(_run_iteration(run, it))
+            record = _run_iteration(run, it)
             history.seconds.append(time.perf_counter() - began)
+            history.losses.append(record.losses)
+            history.inter_losses.append(record.inter_loss)
+            history.curvature.append(record.curvature)
+            history.inner_epochs.append(record.inner_epochs)
+            history.inner_updates.append(record.inner_updates)
+            history.inner_updates_saved.append(record.inner_updates_saved)
             completed = it + 1
             maybe_evaluate(completed)
             if path is not None:
