@@ -101,7 +101,10 @@ def _matching_config(args: argparse.Namespace, profile: Any):
 
     overrides: dict[str, Any] = {"method": args.method, "init": args.init, "network": args.network,
                                  "distance": args.distance, "engine": args.engine,
-                                 "checkpoint_every": args.checkpoint_every}
+                                 "checkpoint_every": args.checkpoint_every, "match_level": args.match_level,
+                                 "level_weight": args.level_weight, "per_class": args.per_class,
+                                 "inner_steps": args.inner_steps, "hessian_weight": args.hessian_weight,
+                                 "hessian_kind": args.hessian_kind, "hessian_loss": args.hessian_loss}
     optional = {"iterations": args.iterations, "batch_real": args.batch_real, "lr_img": args.lr_img,
                 "outer_loop": args.outer_loop, "inner_loop": args.inner_loop, "eval_models": args.eval_models}
     overrides.update({key: value for key, value in optional.items() if value is not None})
@@ -246,6 +249,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
+    from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+    from gmlib.inner_loop import INNER_STEP_POLICIES
+    from gmlib.match_levels import MATCH_LEVELS
     from gmlib.matching import ENGINES, METHODS
     from gmlib.networks import NETWORK_NAMES
     from gmlib.synthetic import INIT_NAMES
@@ -306,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--engine", default="auto", choices=ENGINES,
                          help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
                               "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")
+    variants = distill.add_argument_group("what, how and where to match (chapters 3 and 4; defaults = DC)")
+    variants.add_argument("--match-level", default="intra", choices=MATCH_LEVELS,
+                          help="which gradients to match: per class (intra), of the union batch (inter), their "
+                               "weighted sum (multi) or alternating by iteration (interleaved) (default: %(default)s)")
+    variants.add_argument("--level-weight", type=_positive_float, default=None,
+                          help="lambda, the weight of the inter-class term (default: the number of classes)")
+    variants.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=True,
+                          help="match class by class; --no-per-class matches one mixed real batch against the whole set")
+    variants.add_argument("--inner-steps", default="fixed", choices=INNER_STEP_POLICIES,
+                          help="network training between image updates: DC's fixed epochs, stop when the real loss "
+                               "rises (overfit), or seed 002's schedule zeta(t) (default: %(default)s)")
+    variants.add_argument("--hessian-weight", type=float, default=0.0,
+                          help="weight of the curvature term v^T C v, v = g_real - g_syn (0 = off; default: %(default)s)")
+    variants.add_argument("--hessian-kind", default="exact", choices=HESSIAN_KINDS,
+                          help="the curvature C: the Hessian (exact), |v^T H v| (abs) or Gauss-Newton (default: %(default)s)")
+    variants.add_argument("--hessian-loss", default="synthetic", choices=HESSIAN_LOSSES,
+                          help="whose loss's curvature: the synthetic or the real batch's (default: %(default)s)")
     _add_common(distill)
     distill.set_defaults(run=_distill, parser=distill)
 

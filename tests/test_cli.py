@@ -49,7 +49,8 @@ def test_help_explains_every_option(capsys) -> None:
     for command, options in [
         ("distill", ["--dataset", "--ipc", "--method", "--profile", "--seed", "--iterations", "--init", "--out",
                      "--checkpoint-every", "--resume", "--no-resume", "--width", "--batch-real", "--distance",
-                     "--eval-at", "--device", "--engine"]),
+                     "--eval-at", "--device", "--engine", "--match-level", "--level-weight", "--no-per-class",
+                     "--inner-steps", "--hessian-weight", "--hessian-kind", "--hessian-loss"]),
         ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment"]),
     ]:
         assert gmlib(command, "--help") == 0
@@ -70,6 +71,9 @@ def test_help_explains_every_option(capsys) -> None:
     (["--dataset", "mnist", "--distance", "manhattan"], ["--distance", "manhattan", "ours"]),
     (["--dataset", "mnist", "--network", "resnet99"], ["--network", "resnet99", "convnet"]),
     (["--dataset", "mnist", "--network", "mlp", "--width", "64"], ["--width", "mlp"]),
+    (["--dataset", "mnist", "--match-level", "both"], ["--match-level", "both", "multi"]),
+    (["--dataset", "mnist", "--inner-steps", "adaptive"], ["--inner-steps", "adaptive", "schedule"]),
+    (["--dataset", "mnist", "--hessian-kind", "fisher"], ["--hessian-kind", "fisher", "gauss_newton"]),
 ])
 def test_bad_values_exit_with_status_2_and_name_the_allowed_ones(argv, words, capsys, tmp_path) -> None:
     profile = [] if "--profile" in argv else ["--profile", "ci"]
@@ -128,3 +132,18 @@ def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, caps
     assert convnet["config"]["dsa_strategy"] == "color_crop_cutout_scale_rotate"  # digits: no flip
     assert gmlib("evaluate", tmp_path / "missing.pt", "--profile", "ci") == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_distill_takes_the_matching_variants_and_records_them(tmp_path, capsys) -> None:
+    out = tmp_path / "variants"
+    assert gmlib("distill", "--dataset", "mnist", "--ipc", "1", "--profile", "ci", "--iterations", "1", "--out", out,
+                 "--match-level", "multi", "--distance", "d1+d2", "--inner-steps", "schedule",
+                 "--hessian-weight", "0.1", "--hessian-kind", "gauss_newton", "--no-progress", *TINY) == 0
+    config = json.loads((out / "history.json").read_text())["config"]
+    assert (config["match_level"], config["distance"], config["inner_steps"]) == ("multi", "d1+d2", "schedule")
+    assert (config["hessian_weight"], config["hessian_kind"], config["hessian_loss"]) == (0.1, "gauss_newton", "synthetic")
+    capsys.readouterr()
+    # A combination the loop cannot run is refused with the reason, not run half-way.
+    assert gmlib("distill", "--dataset", "mnist", "--profile", "ci", "--out", tmp_path / "bad",
+                 "--match-level", "multi", "--no-per-class", *TINY) != 0
+    assert "per_class" in capsys.readouterr().err
