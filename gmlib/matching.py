@@ -38,6 +38,9 @@ Design notes:
   real-batch gradient in cache-sized chunks, which is faster there); ``'batched'`` vectorises
   over classes with ``torch.func.vmap``, which keeps a GPU busy. ``'auto'`` picks batched on CUDA
   and loop on CPU, where benchmarks/bench_matching.py measured vmap 2.3-2.7x slower.
+* The hyperparameters are :class:`gmlib.matching_config.MatchingConfig`, the record of a run is
+  :class:`gmlib.history.History`, the vmap engine is :mod:`gmlib.batched_engine`; all are
+  importable from here.
 * :mod:`gmlib.matching_reference` holds the same outer step written as plainly as possible; the
   tests assert that this module computes the same numbers.
 """
@@ -49,25 +52,23 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gmlib.augment import dsa, dsa_strategy_for, parse_dsa_strategy, sample_dsa
+from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
+from gmlib.batched_engine import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig, evaluate_set
-from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+from gmlib.history import History
 from gmlib.inner_loop import (
-    INNER_STEP_POLICIES,
     custom_schedule,
     inner_epochs,
     scheduled_inner_steps,
@@ -76,7 +77,6 @@ from gmlib.inner_loop import (
     train_inner_until_overfit,
 )
 from gmlib.match_levels import (
-    MATCH_LEVELS,
     CurvatureSpec,
     StepLosses,
     level_of_iteration,
@@ -85,22 +85,26 @@ from gmlib.match_levels import (
     real_gradient,
     sample_mixed_real_batch,
 )
-from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm, network_info
-from gmlib.presets import dc_loops
+from gmlib.matching_config import ENGINES, METHODS, MatchingConfig, _check_int, _is_int, _one_of, evaluation_augment
+from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
-from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
+from gmlib.synthetic import SyntheticSet, init_synthetic
 
-METHODS = ("dc", "dsa")
-ENGINES = ("auto", "loop", "batched")
+# The loop's public names; the configuration, the history, the level/inner-loop pieces and the
+# batched engine live in their own modules and are re-exported here for one import line.
+__all__ = [
+    "CPU_CHUNK_SIZE", "ENGINES", "MAX_BATCHED_IMAGES", "METHODS", "History", "MatchingConfig", "MatchingResult",
+    "NonFiniteLossError", "custom_schedule", "distill", "evaluation_augment", "freeze_batchnorm_on_real",
+    "iteration_generator", "iteration_seed", "matching_loss_backward", "matching_step_backward", "real_gradient",
+    "resolve_engine", "sample_real_batches", "scheduled_inner_steps", "train_inner",
+]
+
 # Images per forward pass for the real-batch gradients and the inner loop on CPU: a ConvNet's
 # activations for 32 images stay in cache, which measured 1.5x faster than whole batches of 256
 # (benchmarks/bench_matching.py; bench_evaluate.py for training). On GPUs whole batches are best. On a CPU
 # shared with other busy jobs, torch.set_num_threads(1) can be several times faster than
 # threads that wait for each other (bench_matching.py, "threads").
 CPU_CHUNK_SIZE = 32
-# The batched engine vmaps over at most this many images at once: 10 classes x 256 real images
-# (MNIST, CIFAR-10 in one pass, about 8 GB for DC's ConvNet); more classes go in groups.
-MAX_BATCHED_IMAGES = 2560
 _CHECKPOINT_FORMAT = "gmlib.matching.checkpoint"
 _CHECKPOINT_VERSION = 1
 
@@ -121,276 +125,6 @@ class NonFiniteLossError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Configuration, history and result
 # --------------------------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_number(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
-
-
-@dataclass(frozen=True)
-class MatchingConfig:
-    """Hyperparameters of DC/DSA. The defaults are DC's reference settings.
-
-    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`gmlib.presets.dc_loops`):
-    ``outer_loop`` image updates per iteration, ``inner_loop`` epochs of network training on the
-    synthetic set between them. ``dsa_strategy`` None = the dataset's DSA strategy (method 'dsa'
-    only). ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
-    pairs so the config stays hashable). ``eval_at`` lists numbers of completed iterations after
-    which to evaluate the current set (0 = the initialisation) with ``eval_config`` (None = the
-    protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
-    changes speed and rounding (see the module docstring). The reference uses lr_img 0.01 for the
-    MLP; set it explicitly.
-
-    Seed 002/003 options (:mod:`gmlib.match_levels`, :mod:`gmlib.inner_loop`): ``match_level``
-    (:data:`MATCH_LEVELS`) with ``level_weight`` lambda (None = number of classes);
-    ``per_class`` False matches one mixed real batch of batch_real * classes images against the
-    whole synthetic set; ``inner_steps`` (:data:`INNER_STEP_POLICIES`) with ``inner_schedule``
-    (epochs after outer step t = ``inner_schedule[t]``, the last value repeating; None = seed 002
-    eq. 12). ``hessian_weight`` > 0 adds ``hessian_weight * v^T C v`` per class, v = g_real -
-    g_syn, C of the ``hessian_loss`` ('synthetic' or 'real') of kind ``hessian_kind``. The batched
-    engine supports only the DC options (intra, per class, no curvature term); 'auto' then picks
-    the loop engine.
-    """
-
-    ipc: int = 1
-    method: str = "dc"
-    iterations: int = 1000
-    outer_loop: int | None = None
-    inner_loop: int | None = None
-    batch_real: int = 256
-    batch_train: int = 256
-    lr_img: float = 0.1
-    momentum_img: float = 0.5
-    lr_net: float = 0.01
-    distance: str = "ours"
-    init: str = "noise"
-    dsa_strategy: str | None = None
-    network: str = "convnet"
-    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
-    bn_real_per_class: int = 16
-    checkpoint_every: int = 0
-    eval_at: tuple[int, ...] = ()
-    eval_config: EvalConfig | None = None
-    eval_models: int = 20
-    engine: str = "auto"
-    match_level: str = "intra"
-    level_weight: float | None = None
-    per_class: bool = True
-    inner_steps: str = "fixed"
-    inner_schedule: tuple[int, ...] | None = None
-    hessian_weight: float = 0.0
-    hessian_loss: str = "synthetic"
-    hessian_kind: str = "exact"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.network_kwargs, Mapping):
-            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        _check_int("ipc (images per class)", self.ipc, 1)
-        _one_of("method", self.method, METHODS)
-        _check_int("iterations", self.iterations, 0)
-        if self.outer_loop is not None:
-            _check_int("outer_loop", self.outer_loop, 1)
-        if self.inner_loop is not None:
-            _check_int("inner_loop", self.inner_loop, 0)
-        for name in ("batch_real", "batch_train", "bn_real_per_class", "eval_models"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("checkpoint_every", self.checkpoint_every, 0)
-        for name in ("lr_img", "lr_net"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not 0 <= self.momentum_img < 1:
-            raise ValueError(f"momentum_img must be in [0, 1), got {self.momentum_img!r}")
-        get_distance(self.distance)  # raises a ValueError naming the known distances
-        _one_of("init", self.init, INIT_NAMES)
-        network_info(self.network)  # raises a ValueError naming the known networks
-        _one_of("engine", self.engine, ENGINES)
-        if self.dsa_strategy is not None:
-            if self.method != "dsa":
-                raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")
-            parse_dsa_strategy(self.dsa_strategy)
-        if isinstance(self.eval_at, int) or not all(_is_int(i) for i in self.eval_at):
-            raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
-        outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
-        if outside:
-            raise ValueError(f"eval_at values {outside} lie outside [0, iterations={self.iterations}]")
-        object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
-        if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
-            raise ValueError(f"eval_config must be a gmlib.evaluate.EvalConfig or None, got {type(self.eval_config).__name__}")
-        self._check_matching_options()
-
-    def _check_matching_options(self) -> None:
-        _one_of("match_level", self.match_level, MATCH_LEVELS)
-        if self.level_weight is not None:
-            _check_number("level_weight", self.level_weight)
-            if self.match_level == "intra":
-                raise ValueError(f"level_weight={self.level_weight!r} weighs the inter-class term, which "
-                                 f"match_level='intra' does not use; allowed levels for it: 'inter', 'multi', 'interleaved'")
-        if not isinstance(self.per_class, bool):
-            raise ValueError(f"per_class must be True or False, got {self.per_class!r}")
-        if not self.per_class and self.match_level != "intra":
-            raise ValueError(f"match_level={self.match_level!r} needs per-class gradients; with per_class=False "
-                             f"the one mixed-batch gradient is matched: use match_level='intra' (the default)")
-        _one_of("inner_steps", self.inner_steps, INNER_STEP_POLICIES)
-        if self.inner_schedule is not None:
-            if self.inner_steps != "schedule":
-                raise ValueError(f"inner_schedule needs inner_steps='schedule' (got inner_steps={self.inner_steps!r})")
-            custom_schedule(self.inner_schedule)  # raises a ValueError for a bad list
-            object.__setattr__(self, "inner_schedule", tuple(self.inner_schedule))
-        _check_number("hessian_weight", self.hessian_weight)
-        _one_of("hessian_loss", self.hessian_loss, HESSIAN_LOSSES)
-        _one_of("hessian_kind", self.hessian_kind, HESSIAN_KINDS)
-        if self.engine == "batched" and not self.dc_options:
-            raise ValueError("engine='batched' supports only match_level='intra', per_class=True and "
-                             "hessian_weight=0; use engine='loop' or 'auto' for the other options")
-
-    @property
-    def dc_options(self) -> bool:
-        """Whether the per-step objective is DC's (intra-class, per class, no curvature term)."""
-        return self.match_level == "intra" and self.per_class and self.hessian_weight == 0
-
-    @property
-    def loops(self) -> tuple[int, int]:
-        """(outer_loop, inner_loop) with None resolved from ``ipc``."""
-        outer, inner = dc_loops(self.ipc)
-        return (outer if self.outer_loop is None else self.outer_loop,
-                inner if self.inner_loop is None else self.inner_loop)
-
-    def replace(self, **changes: Any) -> "MatchingConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON, checkpoints and provenance (loops resolved, eval_config as a dict)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["network_kwargs"] = dict(self.network_kwargs)
-        data["eval_at"] = list(self.eval_at)
-        data["inner_schedule"] = None if self.inner_schedule is None else list(self.inner_schedule)
-        data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
-        data["resolved_loops"] = list(self.loops)
-        return data
-
-    @classmethod
-    def from_profile(cls, profile: Any, *, ipc: int, dataset: str | None = None, **overrides: Any) -> "MatchingConfig":
-        """The configuration a compute profile (:func:`gmlib.presets.get_profile`) affords.
-
-        The profile sets iterations, batch_real, the ConvNet width and the evaluation budget
-        (models, epochs, test images, width); ``dataset`` (a name) picks the evaluation
-        augmentation (:func:`evaluation_augment`). Keyword ``overrides`` win over everything.
-        """
-        method = overrides.get("method", "dc")
-        network = overrides.get("network", "convnet")
-        augment = "none" if dataset is None else evaluation_augment(dataset, method)
-        strategy = {"dsa_strategy": dsa_strategy_for(dataset)} if augment == "dsa" else {}
-        eval_config = EvalConfig(network=network, network_kwargs=filter_network_kwargs(network, {"width": profile.eval_width}),
-                                 epochs=profile.eval_epochs, test_size=profile.eval_test_size, augment=augment, **strategy)
-        values: dict[str, Any] = dict(
-            ipc=ipc, iterations=profile.iterations, batch_real=profile.batch_real,
-            network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
-            eval_config=eval_config, eval_models=profile.eval_models,
-        )
-        values.update(overrides)
-        return cls(**values)
-
-
-def evaluation_augment(dataset: str, method: str) -> str:
-    """The evaluation augmentation the papers used: 'dsa' after DSA, DC's classic 'mnist'
-    augmentation for MNIST after DC, none otherwise."""
-    _one_of("method", method, METHODS)
-    if method == "dsa":
-        return "dsa"
-    return "mnist" if dataset.lower() == "mnist" else "none"
-
-
-@dataclass
-class History:
-    """What happened during a run, as plain data (JSON-ready through :meth:`to_dict`).
-
-    ``losses[it][c]``: class ``c``'s matching loss D_c in iteration ``it``, averaged over the
-    outer steps; ``seconds[it]``: wall-clock seconds of iteration ``it`` (evaluation excluded);
-    ``evaluations``: one dict per evaluation (``iteration`` = completed iterations, ``mean``,
-    ``std``, ``accuracies``, ``seconds``); ``resumed_at``: iteration counts a run resumed from.
-
-    Per iteration, for the seed 002 options: ``inter_losses`` the unweighted inter-class distance
-    averaged over outer steps (None where the level did not compute it); ``curvature`` the
-    curvature term v^T C v summed over classes and averaged over outer steps (None without it);
-    ``inner_epochs`` the epochs of network training after each outer step; ``inner_updates`` the
-    SGD steps the network took; ``inner_updates_saved`` how many fewer than the fixed policy
-    (``inner_loop`` epochs after every outer step but the last) would have taken (negative = more).
-    With ``per_class=False``, ``losses[it]`` has one entry: the whole-set distance.
-    """
-
-    config: dict[str, Any]
-    seed: int
-    device: str
-    losses: list[list[float]] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-    resumed_at: list[int] = field(default_factory=list)
-    inter_losses: list[float | None] = field(default_factory=list)
-    curvature: list[float | None] = field(default_factory=list)
-    inner_epochs: list[list[int]] = field(default_factory=list)
-    inner_updates: list[int] = field(default_factory=list)
-    inner_updates_saved: list[int] = field(default_factory=list)
-
-    @property
-    def completed(self) -> int:
-        return len(self.losses)
-
-    @property
-    def total_inner_updates(self) -> int:
-        """Network SGD steps taken over the whole run."""
-        return sum(self.inner_updates)
-
-    @property
-    def total_inner_updates_saved(self) -> int:
-        """Network SGD steps saved over the whole run, relative to the fixed policy."""
-        return sum(self.inner_updates_saved)
-
-    def mean_losses(self) -> list[float]:
-        """Per iteration, the loss averaged over classes and outer steps (what DC prints)."""
-        return [sum(row) / len(row) for row in self.losses]
-
-    def to_dict(self, upto: int | None = None) -> dict[str, Any]:
-        """Plain data; ``upto`` keeps only the first ``upto`` iterations (and their evaluations)."""
-        n = self.completed if upto is None else upto
-        return {
-            "config": copy.deepcopy(self.config), "seed": self.seed, "device": self.device,
-            "losses": [list(row) for row in self.losses[:n]], "seconds": list(self.seconds[:n]),
-            "evaluations": [copy.deepcopy(e) for e in self.evaluations if e["iteration"] <= n],
-            "resumed_at": list(self.resumed_at),
-            "inter_losses": list(self.inter_losses[:n]), "curvature": list(self.curvature[:n]),
-            "inner_epochs": [list(row) for row in self.inner_epochs[:n]],
-            "inner_updates": list(self.inner_updates[:n]), "inner_updates_saved": list(self.inner_updates_saved[:n]),
-            "total_inner_updates": sum(self.inner_updates[:n]),
-            "total_inner_updates_saved": sum(self.inner_updates_saved[:n]),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "History":
-        # Fields added later (the seed 002 counters) may be missing from older files: start them empty.
-        return cls(**{f.name: copy.deepcopy(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
 
 
 @dataclass
@@ -452,46 +186,6 @@ def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, gener
     for module in net.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
-
-
-def _per_class(distance: Callable, g_syn: list[Tensor], g_real: list[Tensor]) -> Tensor:
-    if hasattr(distance, "per_class"):
-        return distance.per_class(g_syn, g_real)
-    return torch.stack([distance([g[c] for g in g_syn], [g[c] for g in g_real]) for c in range(len(g_syn[0]))])
-
-
-def _batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_images) -> Tensor:
-    """The same losses, vectorised over classes with torch.func (per-class gradients via vmap)."""
-    from torch.func import functional_call, grad, vmap
-
-    num_classes, batch = real_batches.shape[:2]
-    syn_by_class = syn_images.view(num_classes, ipc, *syn_images.shape[1:])
-    names = [name for name, p in net.named_parameters() if p.requires_grad]
-    params = {name: p.detach() for name, p in net.named_parameters() if p.requires_grad}
-    frozen = {name: p.detach() for name, p in net.named_parameters() if not p.requires_grad}
-    buffers = dict(net.named_buffers())
-
-    def class_loss(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(net, ({**p, **frozen}, buffers), (x,)), y)
-
-    per_class_grad = vmap(grad(class_loss), in_dims=(None, 0, 0))
-    classes = torch.arange(num_classes, device=syn_images.device)
-    group = max(1, max_images // max(batch, ipc))
-    losses = []
-    for first in range(0, num_classes, group):
-        k = slice(first, first + group)
-        real, syn = real_batches[k], syn_by_class[k]
-        if augmentations is not None:  # each class has its own family: augment class by class (cheap)
-            real = torch.stack([aug(r) for aug, r in zip(augmentations[k], real)])
-            syn = torch.stack([aug(s) for aug, s in zip(augmentations[k], syn)])
-        y_real = classes[k, None].expand(-1, batch)
-        y_syn = classes[k, None].expand(-1, ipc)
-        g_real = per_class_grad(params, real, y_real)
-        g_syn = per_class_grad(params, syn, y_syn)  # differentiable w.r.t. the images
-        loss = _per_class(distance, [g_syn[n] for n in names], [g_real[n].detach() for n in names])
-        loss.sum().backward()
-        losses.append(loss.detach())
-    return torch.cat(losses)
 
 
 def matching_loss_backward(
@@ -556,7 +250,7 @@ def matching_step_backward(
     if level != "intra" or curvature is not None:
         raise ValueError(f"engine='batched' computes only the intra-class objective without a curvature term "
                          f"(got level={level!r}, curvature={curvature!r}); use engine='loop'")
-    losses = _batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images)
+    losses = batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images)
     return StepLosses(losses, None, None, losses.sum())
 
 

@@ -249,7 +249,7 @@ def test_the_batched_engine_falls_back_to_the_loop_when_memory_runs_out(dataset,
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(matching, "_batched_losses", out_of_memory)
+    monkeypatch.setattr(matching, "batched_losses", out_of_memory)
     with pytest.warns(RuntimeWarning, match="engine='loop'"):
         fallen_back = run(dataset, tiny(iterations=2, engine="batched"))
     assert torch.equal(fallen_back.synthetic.images, expected.synthetic.images)

@@ -1,0 +1,219 @@
+"""The hyperparameters of the gradient-matching loop (:class:`MatchingConfig`), validated once.
+
+Kept apart from :mod:`gmlib.matching` so that the loop reads next to the algorithm box while every
+knob, its default (DC's reference value) and its allowed values are listed in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from gmlib.augment import dsa_strategy_for, parse_dsa_strategy
+from gmlib.distances import get_distance
+from gmlib.evaluate import EvalConfig
+from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+from gmlib.inner_loop import INNER_STEP_POLICIES, custom_schedule
+from gmlib.match_levels import MATCH_LEVELS
+from gmlib.networks import filter_network_kwargs, network_info
+from gmlib.presets import dc_loops
+from gmlib.synthetic import INIT_NAMES
+
+METHODS = ("dc", "dsa")
+ENGINES = ("auto", "loop", "batched")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Hyperparameters of DC/DSA. The defaults are DC's reference settings.
+
+    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`gmlib.presets.dc_loops`):
+    ``outer_loop`` image updates per iteration, ``inner_loop`` epochs of network training on the
+    synthetic set between them. ``dsa_strategy`` None = the dataset's DSA strategy (method 'dsa'
+    only). ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
+    pairs so the config stays hashable). ``eval_at`` lists numbers of completed iterations after
+    which to evaluate the current set (0 = the initialisation) with ``eval_config`` (None = the
+    protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
+    changes speed and rounding (see the module docstring). The reference uses lr_img 0.01 for the
+    MLP; set it explicitly.
+
+    Seed 002/003 options (:mod:`gmlib.match_levels`, :mod:`gmlib.inner_loop`): ``match_level``
+    (:data:`MATCH_LEVELS`) with ``level_weight`` lambda (None = number of classes);
+    ``per_class`` False matches one mixed real batch of batch_real * classes images against the
+    whole synthetic set; ``inner_steps`` (:data:`INNER_STEP_POLICIES`) with ``inner_schedule``
+    (epochs after outer step t = ``inner_schedule[t]``, the last value repeating; None = seed 002
+    eq. 12). ``hessian_weight`` > 0 adds ``hessian_weight * v^T C v`` per class, v = g_real -
+    g_syn, C of the ``hessian_loss`` ('synthetic' or 'real') of kind ``hessian_kind``. The batched
+    engine supports only the DC options (intra, per class, no curvature term); 'auto' then picks
+    the loop engine.
+    """
+
+    ipc: int = 1
+    method: str = "dc"
+    iterations: int = 1000
+    outer_loop: int | None = None
+    inner_loop: int | None = None
+    batch_real: int = 256
+    batch_train: int = 256
+    lr_img: float = 0.1
+    momentum_img: float = 0.5
+    lr_net: float = 0.01
+    distance: str = "ours"
+    init: str = "noise"
+    dsa_strategy: str | None = None
+    network: str = "convnet"
+    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
+    bn_real_per_class: int = 16
+    checkpoint_every: int = 0
+    eval_at: tuple[int, ...] = ()
+    eval_config: EvalConfig | None = None
+    eval_models: int = 20
+    engine: str = "auto"
+    match_level: str = "intra"
+    level_weight: float | None = None
+    per_class: bool = True
+    inner_steps: str = "fixed"
+    inner_schedule: tuple[int, ...] | None = None
+    hessian_weight: float = 0.0
+    hessian_loss: str = "synthetic"
+    hessian_kind: str = "exact"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network_kwargs, Mapping):
+            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        _check_int("ipc (images per class)", self.ipc, 1)
+        _one_of("method", self.method, METHODS)
+        _check_int("iterations", self.iterations, 0)
+        if self.outer_loop is not None:
+            _check_int("outer_loop", self.outer_loop, 1)
+        if self.inner_loop is not None:
+            _check_int("inner_loop", self.inner_loop, 0)
+        for name in ("batch_real", "batch_train", "bn_real_per_class", "eval_models"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 0)
+        for name in ("lr_img", "lr_net"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not 0 <= self.momentum_img < 1:
+            raise ValueError(f"momentum_img must be in [0, 1), got {self.momentum_img!r}")
+        get_distance(self.distance)  # raises a ValueError naming the known distances
+        _one_of("init", self.init, INIT_NAMES)
+        network_info(self.network)  # raises a ValueError naming the known networks
+        _one_of("engine", self.engine, ENGINES)
+        if self.dsa_strategy is not None:
+            if self.method != "dsa":
+                raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")
+            parse_dsa_strategy(self.dsa_strategy)
+        if isinstance(self.eval_at, int) or not all(_is_int(i) for i in self.eval_at):
+            raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
+        outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
+        if outside:
+            raise ValueError(f"eval_at values {outside} lie outside [0, iterations={self.iterations}]")
+        object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
+        if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
+            raise ValueError(f"eval_config must be a gmlib.evaluate.EvalConfig or None, got {type(self.eval_config).__name__}")
+        self._check_matching_options()
+
+    def _check_matching_options(self) -> None:
+        _one_of("match_level", self.match_level, MATCH_LEVELS)
+        if self.level_weight is not None:
+            _check_number("level_weight", self.level_weight)
+            if self.match_level == "intra":
+                raise ValueError(f"level_weight={self.level_weight!r} weighs the inter-class term, which "
+                                 f"match_level='intra' does not use; allowed levels for it: 'inter', 'multi', 'interleaved'")
+        if not isinstance(self.per_class, bool):
+            raise ValueError(f"per_class must be True or False, got {self.per_class!r}")
+        if not self.per_class and self.match_level != "intra":
+            raise ValueError(f"match_level={self.match_level!r} needs per-class gradients; with per_class=False "
+                             f"the one mixed-batch gradient is matched: use match_level='intra' (the default)")
+        _one_of("inner_steps", self.inner_steps, INNER_STEP_POLICIES)
+        if self.inner_schedule is not None:
+            if self.inner_steps != "schedule":
+                raise ValueError(f"inner_schedule needs inner_steps='schedule' (got inner_steps={self.inner_steps!r})")
+            custom_schedule(self.inner_schedule)  # raises a ValueError for a bad list
+            object.__setattr__(self, "inner_schedule", tuple(self.inner_schedule))
+        _check_number("hessian_weight", self.hessian_weight)
+        _one_of("hessian_loss", self.hessian_loss, HESSIAN_LOSSES)
+        _one_of("hessian_kind", self.hessian_kind, HESSIAN_KINDS)
+        if self.engine == "batched" and not self.dc_options:
+            raise ValueError("engine='batched' supports only match_level='intra', per_class=True and "
+                             "hessian_weight=0; use engine='loop' or 'auto' for the other options")
+
+    @property
+    def dc_options(self) -> bool:
+        """Whether the per-step objective is DC's (intra-class, per class, no curvature term)."""
+        return self.match_level == "intra" and self.per_class and self.hessian_weight == 0
+
+    @property
+    def loops(self) -> tuple[int, int]:
+        """(outer_loop, inner_loop) with None resolved from ``ipc``."""
+        outer, inner = dc_loops(self.ipc)
+        return (outer if self.outer_loop is None else self.outer_loop,
+                inner if self.inner_loop is None else self.inner_loop)
+
+    def replace(self, **changes: Any) -> "MatchingConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON, checkpoints and provenance (loops resolved, eval_config as a dict)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["network_kwargs"] = dict(self.network_kwargs)
+        data["eval_at"] = list(self.eval_at)
+        data["inner_schedule"] = None if self.inner_schedule is None else list(self.inner_schedule)
+        data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
+        data["resolved_loops"] = list(self.loops)
+        return data
+
+    @classmethod
+    def from_profile(cls, profile: Any, *, ipc: int, dataset: str | None = None, **overrides: Any) -> "MatchingConfig":
+        """The configuration a compute profile (:func:`gmlib.presets.get_profile`) affords.
+
+        The profile sets iterations, batch_real, the ConvNet width and the evaluation budget
+        (models, epochs, test images, width); ``dataset`` (a name) picks the evaluation
+        augmentation (:func:`evaluation_augment`). Keyword ``overrides`` win over everything.
+        """
+        method = overrides.get("method", "dc")
+        network = overrides.get("network", "convnet")
+        augment = "none" if dataset is None else evaluation_augment(dataset, method)
+        strategy = {"dsa_strategy": dsa_strategy_for(dataset)} if augment == "dsa" else {}
+        eval_config = EvalConfig(network=network, network_kwargs=filter_network_kwargs(network, {"width": profile.eval_width}),
+                                 epochs=profile.eval_epochs, test_size=profile.eval_test_size, augment=augment, **strategy)
+        values: dict[str, Any] = dict(
+            ipc=ipc, iterations=profile.iterations, batch_real=profile.batch_real,
+            network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
+            eval_config=eval_config, eval_models=profile.eval_models,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+def evaluation_augment(dataset: str, method: str) -> str:
+    """The evaluation augmentation the papers used: 'dsa' after DSA, DC's classic 'mnist'
+    augmentation for MNIST after DC, none otherwise."""
+    _one_of("method", method, METHODS)
+    if method == "dsa":
+        return "dsa"
+    return "mnist" if dataset.lower() == "mnist" else "none"
