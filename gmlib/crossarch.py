@@ -1,0 +1,569 @@
+"""Cross-architecture generalisation: distil with one network, evaluate on another.
+
+Two experiments of the literature live here:
+
+* :func:`cross_architecture_matrix` -- DC's cross-architecture table (Zhao et al. 2021; seed 002
+  Table 4, seed 004 Tables 2-3). Row ``s`` distils a synthetic set with network ``s`` (the
+  *source*); column ``t`` trains fresh networks ``t`` (the *target*) on that set and tests them.
+  Each cell is the mean +- std over the evaluation models.
+* :func:`nas_proxy` -- DC's neural-architecture-search experiment in miniature (seed 001 Table 4):
+  train ConvNets of several depths (and widths) on a distilled set and on real data, and measure
+  with Spearman's and Kendall's rank correlation whether the cheap proxy ranks the candidates as
+  the expensive real-data training does.
+
+Nothing here trains or distils by itself: distillation is :func:`gmlib.matching.distill`, the
+evaluation protocol :func:`gmlib.evaluate.evaluate_across_networks` and
+:func:`gmlib.evaluate.train_on_whole_set`. This module only decides which runs make up the
+experiment, in a fixed order and with fixed seeds, and keeps finished cells on disk so that a long
+matrix can be resumed.
+
+Seeding: every source distils from the same seed, so every row starts from the same initial
+images; every cell evaluates with the same seed, so the cells of one column train the same network
+initialisations (:func:`gmlib.evaluate.model_seeds`) and differ only in the set they learn from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gmlib.checkpoint import CheckpointError
+from gmlib.evaluate import EvalConfig, evaluate_across_networks, train_on_whole_set
+from gmlib.matching import MatchingConfig, distill, evaluation_augment
+from gmlib.networks import NETWORK_NAMES, count_parameters, filter_network_kwargs, get_network
+from gmlib.presets import Profile, get_profile
+from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
+
+# The reference code distils with the MLP at lr_img 0.01 (every other network: DC's 0.1).
+REFERENCE_LR_IMG: dict[str, float] = {"mlp": 0.01}
+# The networks of DC's cross-architecture table, in its order.
+DC_CROSS_ARCH_NETWORKS: tuple[str, ...] = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
+_CELLS_FILE = "cells.json"
+_CELLS_FORMAT = "gmlib.crossarch.cells"
+
+
+# --------------------------------------------------------------------------------------------
+# Checking names
+# --------------------------------------------------------------------------------------------
+
+
+def check_network_names(what: str, names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of lower-case network names, or a ValueError that names the bad
+    value and the allowed ones (also for an empty list, a bare string, or a repeated name)."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise ValueError(f"{what} must be a list of network names such as ['convnet', 'mlp'], got {names!r}")
+    if len(names) == 0:
+        raise ValueError(f"{what} is empty; give at least one of {', '.join(map(repr, NETWORK_NAMES))}")
+    checked = []
+    for name in names:
+        key = name.lower() if isinstance(name, str) else name
+        if key not in NETWORK_NAMES:
+            raise ValueError(f"unknown network {name!r} in {what}; allowed: {', '.join(map(repr, NETWORK_NAMES))}")
+        if key in checked:
+            raise ValueError(f"network {key!r} appears twice in {what}; each row/column must be distinct")
+        checked.append(key)
+    return tuple(checked)
+
+
+# --------------------------------------------------------------------------------------------
+# The matrix
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CellResult:
+    """One cell: the set distilled with ``source``, evaluated on ``num_models`` fresh ``target``s.
+
+    Accuracies are fractions in [0, 1]; ``std`` is the population std over models (as
+    :class:`gmlib.evaluate.EvalResult`); ``seconds`` is the wall time of the evaluation.
+    """
+
+    source: str
+    target: str
+    accuracies: list[float]
+    mean: float
+    std: float
+    seconds: float
+
+    @property
+    def num_models(self) -> int:
+        return len(self.accuracies)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class CrossArchResult:
+    """A cross-architecture matrix: rows = networks used to distil, columns = networks evaluated.
+
+    ``mean``, ``std`` (fractions) and ``num_models`` are ``(len(sources), len(targets))`` arrays in
+    the order of ``sources`` and ``targets``; ``cells[(source, target)]`` holds each cell's
+    accuracies; ``synthetic[source]`` is the set distilled with that network;
+    ``matching_configs[source]`` the configuration it was distilled with; ``distill_seconds``
+    the wall time of each distillation (for a set loaded from a checkpoint directory, the time
+    its distillation took when it ran);
+    ``provenance`` plain data on what produced the numbers.
+    """
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    num_models: np.ndarray
+    cells: dict[tuple[str, str], CellResult]
+    synthetic: dict[str, SyntheticSet] = field(repr=False)
+    matching_configs: dict[str, MatchingConfig] = field(repr=False)
+    eval_config: EvalConfig = field(repr=False)
+    distill_seconds: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def cell(self, source: str, target: str) -> CellResult:
+        """The cell of row ``source`` and column ``target`` (a ValueError names the rows/columns)."""
+        key = (source.lower(), target.lower())
+        if key not in self.cells:
+            raise ValueError(f"no cell ({source!r}, {target!r}); rows are {list(self.sources)}, "
+                             f"columns {list(self.targets)}")
+        return self.cells[key]
+
+    def percent_table(self, decimals: int = 1) -> list[list[str]]:
+        """Rows of 'mean ± std' strings in percent, one row per source (for markdown tables)."""
+        return [[f"{100 * self.mean[i, j]:.{decimals}f} ± {100 * self.std[i, j]:.{decimals}f}"
+                 for j in range(len(self.targets))] for i in range(len(self.sources))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready data (fractions; no images: save those with save_synthetic)."""
+        return {
+            "sources": list(self.sources),
+            "targets": list(self.targets),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "num_models": self.num_models.tolist(),
+            "cells": [cell.to_dict() for cell in self.cells.values()],
+            "matching_configs": {s: _json_ready(c.as_dict()) for s, c in self.matching_configs.items()},
+            "eval_config": _json_ready(self.eval_config.as_dict()),
+            "distill_seconds": dict(self.distill_seconds),
+            "provenance": _json_ready(self.provenance),
+        }
+
+
+def _json_ready(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def source_config(base: MatchingConfig, source: str,
+                  per_network_lr_img: Mapping[str, float] | None = REFERENCE_LR_IMG) -> MatchingConfig:
+    """The configuration that distils with network ``source``: ``base`` with the network replaced,
+    those of its ``network_kwargs`` the network accepts (a width reaches the ConvNets only), the
+    reference's per-network ``lr_img`` (``per_network_lr_img``; None or {} keeps ``base.lr_img``),
+    and no evaluations during distillation (the matrix evaluates every set itself)."""
+    source = check_network_names("sources", [source])[0]
+    changes: dict[str, Any] = dict(
+        network=source,
+        network_kwargs=filter_network_kwargs(source, dict(base.network_kwargs)),
+        eval_at=(),
+    )
+    if per_network_lr_img and source in per_network_lr_img:
+        changes["lr_img"] = per_network_lr_img[source]
+    return base.replace(**changes)
+
+
+def configs_from_profile(profile: str | Profile, dataset_name: str, *, ipc: int = 1,
+                         method: str = "dc") -> tuple[MatchingConfig, EvalConfig, int]:
+    """(matching config, evaluation config, models per cell) that a compute profile affords.
+
+    Distillation: the profile's iterations, batch_real and ConvNet width; evaluation: its epochs,
+    test subset, ConvNet width and models, with the augmentation the papers used for the dataset
+    (:func:`gmlib.matching.evaluation_augment`: DC's MNIST augmentation on MNIST).
+    """
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    if not isinstance(profile, Profile):
+        raise ValueError(f"profile must be a profile name or a gmlib.presets.Profile, got {profile!r}")
+    matching = MatchingConfig.from_profile(profile, ipc=ipc, dataset=dataset_name, method=method)
+    evaluation = EvalConfig(
+        network_kwargs={"width": profile.eval_width}, epochs=profile.eval_epochs, test_size=profile.eval_test_size,
+        augment=evaluation_augment(dataset_name, method),
+    )
+    return matching, evaluation, profile.eval_models
+
+
+def _cells_identity(dataset: Any, base: MatchingConfig, eval_config: EvalConfig, num_models: int, seed: int,
+                    per_network_lr_img: Mapping[str, float] | None) -> dict[str, Any]:
+    """What must match for finished cells on disk to belong to this matrix (rows and columns may
+    differ: a resumed call can add networks and reuses what is there)."""
+    base_dict = base.as_dict()
+    for key in ("network", "eval_at", "eval_config", "eval_models", "checkpoint_every"):
+        base_dict.pop(key, None)
+    return _json_ready({
+        "dataset": dataset.name, "num_classes": dataset.num_classes,
+        "image_shape": [dataset.channels, *dataset.im_size],
+        "matching": base_dict, "per_network_lr_img": dict(per_network_lr_img or {}),
+        "evaluation": eval_config.as_dict(), "num_models": num_models, "seed": seed,
+    })
+
+
+class _CellStore:
+    """Finished cells and distilled sets in a directory, so an interrupted matrix resumes.
+
+    ``cells.json`` holds the identity of the experiment and every finished cell;
+    ``synthetic-<source>.pt`` each finished distillation (gmlib.synthetic format, checksummed);
+    ``distill-<source>/`` the distillation's own checkpoint while it runs.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None, identity: dict[str, Any], resume: bool) -> None:
+        self.directory = None if directory is None else Path(directory)
+        self.identity = identity
+        self.cells: dict[str, dict[str, Any]] = {}
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / _CELLS_FILE
+        if not resume or not path.is_file():
+            for old in self.directory.glob("synthetic-*.pt"):  # sets of an unknown or discarded experiment
+                old.unlink()
+            self._write()  # the identity goes to disk before any set does
+            return
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"could not read {path}: {error}; delete it or pass resume=False") from error
+        if not isinstance(state, dict) or state.get("format") != _CELLS_FORMAT:
+            raise CheckpointError(f"{path} is not a {_CELLS_FORMAT!r} file")
+        saved = state.get("identity", {})
+        differences = [f"{key}: {saved.get(key)!r} there, {identity.get(key)!r} here"
+                       for key in sorted(set(saved) | set(identity)) if saved.get(key) != identity.get(key)]
+        if differences:
+            raise CheckpointError(f"{path} belongs to another experiment ({'; '.join(differences)}); use another "
+                                  f"checkpoint_dir or resume=False to start over")
+        self.cells = dict(state.get("cells", {}))
+
+    @staticmethod
+    def key(source: str, target: str) -> str:
+        return f"{source}->{target}"
+
+    def synthetic_path(self, source: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"synthetic-{source}.pt"
+
+    def distill_dir(self, source: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"distill-{source}"
+
+    def finished(self, source: str, target: str) -> CellResult | None:
+        data = self.cells.get(self.key(source, target))
+        return None if data is None else CellResult(**data)
+
+    def load_synthetic(self, source: str, device: torch.device) -> SyntheticSet | None:
+        path = self.synthetic_path(source)
+        if path is None or not path.is_file():
+            return None
+        return load_synthetic(path, device=device)
+
+    def save_synthetic(self, source: str, synthetic: SyntheticSet, provenance: dict) -> None:
+        path = self.synthetic_path(source)
+        if path is not None:
+            save_synthetic(synthetic, path, provenance=provenance)
+
+    def record(self, cell: CellResult) -> None:
+        self.cells[self.key(cell.source, cell.target)] = cell.to_dict()
+        self._write()
+
+    def _write(self) -> None:
+        if self.directory is None:
+            return
+        path = self.directory / _CELLS_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"format": _CELLS_FORMAT, "identity": self.identity, "cells": self.cells}, indent=1))
+        os.replace(tmp, path)  # atomic: a crash leaves the previous file
+
+
+def cross_architecture_matrix(
+    dataset: Any,
+    sources: Sequence[str],
+    targets: Sequence[str],
+    *,
+    matching_config: MatchingConfig | None = None,
+    profile: str | Profile | None = None,
+    ipc: int = 1,
+    eval_config: EvalConfig | None = None,
+    num_models: int | None = None,
+    per_network_lr_img: Mapping[str, float] | None = REFERENCE_LR_IMG,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> CrossArchResult:
+    """Distil a set with every network of ``sources``; evaluate each set on every network of
+    ``targets``.
+
+    The settings come from ``matching_config`` (DC's reference settings when None) or, instead,
+    from a compute ``profile`` (:func:`configs_from_profile`, at ``ipc`` images per class; give one
+    of the two). Each source distils with :func:`source_config` of them (the reference lr_img 0.01
+    for the MLP unless ``per_network_lr_img`` says otherwise). ``eval_config`` (default: the
+    matching config's ``eval_config``, else the protocol's defaults) sets the evaluation;
+    its ``network`` is replaced by each target and its ``network_kwargs`` filtered per target.
+    ``num_models`` models per cell (default: the profile's, else ``matching_config.eval_models``).
+
+    ``checkpoint_dir``: finished distillations and cells are kept there; with ``resume`` a second
+    call skips them (and may add rows or columns); settings that differ from the stored ones raise
+    :class:`gmlib.checkpoint.CheckpointError`. ``resume=False`` discards what is there.
+    """
+    sources = check_network_names("sources", sources)
+    targets = check_network_names("targets", targets)
+    if matching_config is not None and profile is not None:
+        raise ValueError("give matching_config or profile, not both")
+    if matching_config is not None and ipc != 1:
+        raise ValueError(f"ipc={ipc!r} applies to a profile only; set the images per class in matching_config")
+    if profile is not None:
+        base, profile_eval, profile_models = configs_from_profile(profile, dataset.name, ipc=ipc)
+        eval_config = profile_eval if eval_config is None else eval_config
+        num_models = profile_models if num_models is None else num_models
+    else:
+        base = MatchingConfig() if matching_config is None else matching_config
+        if not isinstance(base, MatchingConfig):
+            raise ValueError(f"matching_config must be a gmlib.matching.MatchingConfig, got {type(base).__name__}")
+        if eval_config is None:
+            eval_config = base.eval_config if base.eval_config is not None else EvalConfig()
+        num_models = base.eval_models if num_models is None else num_models
+    if not isinstance(eval_config, EvalConfig):
+        raise ValueError(f"eval_config must be a gmlib.evaluate.EvalConfig, got {type(eval_config).__name__}")
+    if isinstance(num_models, bool) or not isinstance(num_models, int) or num_models < 1:
+        raise ValueError(f"num_models must be an integer >= 1, got {num_models!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    device = resolve_device(device)
+    configs = {source: source_config(base, source, per_network_lr_img) for source in sources}
+    store = _CellStore(checkpoint_dir, _cells_identity(dataset, base, eval_config, num_models, seed,
+                                                       per_network_lr_img), resume)
+    started = time.perf_counter()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(sources) * (1 + len(targets)), desc="cross-architecture", disable=not progress, leave=False)
+    synthetic: dict[str, SyntheticSet] = {}
+    distill_seconds: dict[str, float] = {}
+    cells: dict[tuple[str, str], CellResult] = {}
+    for source in sources:
+        bar.set_postfix(step=f"distil {source}")
+        loaded = store.load_synthetic(source, device)
+        if loaded is not None:  # distilled by an earlier call: report the seconds it took then
+            synthetic[source] = loaded
+            distill_seconds[source] = float(loaded.metadata.get("provenance", {}).get("seconds", 0.0))
+        else:
+            begun = time.perf_counter()
+            run = distill(dataset, configs[source], seed=seed, device=device, checkpoint_dir=store.distill_dir(source),
+                          resume=resume, progress=False)
+            synthetic[source], distill_seconds[source] = run.synthetic, time.perf_counter() - begun
+            store.save_synthetic(source, run.synthetic, {"matching_config": _json_ready(configs[source].as_dict()),
+                                                         "seed": seed, "seconds": distill_seconds[source]})
+        bar.update()
+        images, labels = synthetic[source].detached()
+        for target in targets:
+            bar.set_postfix(step=f"{source} -> {target}")
+            cell = store.finished(source, target)
+            if cell is None:
+                begun = time.perf_counter()
+                result = evaluate_across_networks(
+                    images, labels, dataset.test_images, dataset.test_labels, [target], eval_config, num_models, seed,
+                    num_classes=dataset.num_classes, device=device,
+                )[target]
+                cell = CellResult(source, target, list(result.accuracies), result.mean, result.std,
+                                  time.perf_counter() - begun)
+                store.record(cell)
+            cells[(source, target)] = cell
+            bar.update()
+    bar.close()
+
+    shape = (len(sources), len(targets))
+    mean, std, models = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=int)
+    for i, source in enumerate(sources):
+        for j, target in enumerate(targets):
+            cell = cells[(source, target)]
+            mean[i, j], std[i, j], models[i, j] = cell.mean, cell.std, cell.num_models
+    provenance = {
+        "dataset": dataset.name, "seed": seed, "device": str(device), "hardware": describe_hardware(device),
+        "versions": library_versions(), "profile": None if profile is None else getattr(profile, "name", profile),
+        "seconds": time.perf_counter() - started,
+    }
+    return CrossArchResult(sources, targets, mean, std, models, cells, synthetic, configs, eval_config,
+                           distill_seconds, provenance)
+
+
+# --------------------------------------------------------------------------------------------
+# ConvNet depth (and width) as a neural-architecture-search proxy
+# --------------------------------------------------------------------------------------------
+
+
+def rank_correlation(proxy: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """(Spearman's rho, Kendall's tau) between two scores of the same candidates (scipy.stats).
+
+    1 means the proxy orders the candidates exactly as the reference does, -1 exactly reversed.
+    Ties are ranked by their average rank (Kendall's tau-b); a constant list makes both NaN.
+    """
+    from scipy import stats
+
+    proxy, reference = [float(x) for x in proxy], [float(x) for x in reference]
+    if len(proxy) != len(reference):
+        raise ValueError(f"the two score lists differ in length: {len(proxy)} vs {len(reference)}")
+    if len(proxy) < 2:
+        raise ValueError(f"a rank correlation needs at least 2 candidates, got {len(proxy)}")
+    if len(set(proxy)) == 1 or len(set(reference)) == 1:
+        return math.nan, math.nan  # no ranking to compare (scipy would warn and return NaN too)
+    return float(stats.spearmanr(proxy, reference).statistic), float(stats.kendalltau(proxy, reference).statistic)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ConvNet of the search space: its depth and width."""
+
+    depth: int
+    width: int
+
+    @property
+    def name(self) -> str:
+        return f"ConvNet-D{self.depth}-W{self.width}"
+
+
+@dataclass
+class NASProxyResult:
+    """Per candidate: accuracy when trained on the distilled set (``proxy``: mean and std over
+    models) and on real data (``real``); their rank correlations, and whether both pick the same
+    best candidate. Accuracies are fractions."""
+
+    candidates: list[Candidate]
+    parameters: list[int]
+    proxy_mean: list[float]
+    proxy_std: list[float]
+    real_mean: list[float]
+    real_std: list[float]
+    proxy_seconds: list[float]
+    real_seconds: list[float]
+    spearman: float
+    kendall: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def same_winner(self) -> bool:
+        return int(np.argmax(self.proxy_mean)) == int(np.argmax(self.real_mean))
+
+    def rows(self) -> list[list[str]]:
+        """One table row per candidate: name, parameters, proxy and real accuracy (percent)."""
+        return [[c.name, f"{p:,}", f"{100 * pm:.1f} ± {100 * ps:.1f}", f"{100 * rm:.1f} ± {100 * rs:.1f}"]
+                for c, p, pm, ps, rm, rs in zip(self.candidates, self.parameters, self.proxy_mean, self.proxy_std,
+                                                self.real_mean, self.real_std)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["candidates"] = [dataclasses.asdict(c) | {"name": c.name} for c in self.candidates]
+        data["same_winner"] = self.same_winner
+        return _json_ready(data)
+
+
+def _positive_ints(what: str, values: Any) -> tuple[int, ...]:
+    if isinstance(values, (str, int)) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ValueError(f"{what} must be a non-empty list of integers >= 1, got {values!r}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{what} must hold integers >= 1, got {value!r} in {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} repeats a value: {list(values)}")
+    return tuple(values)
+
+
+def nas_proxy(
+    synthetic: SyntheticSet | tuple[Tensor, Tensor],
+    real: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    *,
+    depths: Sequence[int] = (1, 2, 3, 4),
+    widths: Sequence[int] = (128,),
+    proxy_config: EvalConfig = EvalConfig(),
+    real_config: EvalConfig = EvalConfig(),
+    real_epochs: int = 20,
+    num_models: int = 1,
+    real_models: int = 1,
+    num_classes: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> NASProxyResult:
+    """Rank ConvNets of every depth x width by training them on a distilled set and on real data.
+
+    ``synthetic``: the distilled set (a SyntheticSet or (images, labels)); ``real``: the real
+    training images and labels (a subset at small budgets); ``test``: the test images and labels.
+    Each candidate is the ConvNet of ``proxy_config``/``real_config`` (their ``network_kwargs``
+    such as the norm are kept) with that depth and width. On the distilled set it is evaluated
+    with the protocol (:func:`gmlib.evaluate.evaluate_across_networks`, ``num_models`` models);
+    on real data it is trained ``real_models`` times for ``real_epochs`` epochs
+    (:func:`gmlib.evaluate.train_on_whole_set`, seeds ``seed, seed + 1, ...``). The proxy is good
+    when the rank correlation of the two accuracy lists is near 1.
+    """
+    depths, widths = _positive_ints("depths", depths), _positive_ints("widths", widths)
+    if isinstance(synthetic, SyntheticSet):
+        syn_images, syn_labels = synthetic.detached()
+    elif isinstance(synthetic, (tuple, list)) and len(synthetic) == 2:
+        syn_images, syn_labels = synthetic
+    else:
+        raise ValueError(f"synthetic must be a SyntheticSet or an (images, labels) pair, "
+                         f"got {type(synthetic).__name__}")
+    for what, pair in (("real", real), ("test", test)):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"{what} must be an (images, labels) pair, got {type(pair).__name__}")
+    for what, config in (("proxy_config", proxy_config), ("real_config", real_config)):
+        if not isinstance(config, EvalConfig) or config.network not in ("convnet", "convnet_bn"):
+            raise ValueError(f"{what} must be an EvalConfig of network 'convnet' or 'convnet_bn', got {config!r}")
+    for what, value in (("real_epochs", real_epochs), ("num_models", num_models), ("real_models", real_models)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+    device = resolve_device(device)
+    test_images, test_labels = test
+    if num_classes is None:
+        num_classes = int(max(syn_labels.max(), real[1].max(), test_labels.max())) + 1
+
+    candidates = [Candidate(d, w) for w in widths for d in depths]
+    result = NASProxyResult(candidates, [], [], [], [], [], [], [], math.nan, math.nan)
+    from tqdm.auto import tqdm
+
+    for candidate in tqdm(candidates, desc="NAS proxy", disable=not progress, leave=False):
+        variant = {"depth": candidate.depth, "width": candidate.width}
+        proxy = dataclasses.replace(proxy_config, network_kwargs=dict(proxy_config.network_kwargs) | variant)
+        begun = time.perf_counter()
+        evaluation = evaluate_across_networks(syn_images, syn_labels, test_images, test_labels, [proxy.network], proxy,
+                                              num_models, seed, num_classes=num_classes, device=device)[proxy.network]
+        result.proxy_seconds.append(time.perf_counter() - begun)
+        result.proxy_mean.append(evaluation.mean)
+        result.proxy_std.append(evaluation.std)
+
+        full = dataclasses.replace(real_config, network_kwargs=dict(real_config.network_kwargs) | variant)
+        begun = time.perf_counter()
+        accuracies = [
+            train_on_whole_set(real[0], real[1], test_images, test_labels, real_epochs, config=full, seed=seed + k,
+                               num_classes=num_classes, device=device, progress=False).accuracy
+            for k in range(real_models)
+        ]
+        result.real_seconds.append(time.perf_counter() - begun)
+        result.real_mean.append(float(np.mean(accuracies)))
+        result.real_std.append(float(np.std(accuracies)))
+        with torch.device("meta"):  # shape only: counting parameters costs nothing
+            net = get_network(proxy.network, syn_images.shape[1], num_classes, tuple(syn_images.shape[2:]),
+                              **dict(proxy.network_kwargs))
+        result.parameters.append(count_parameters(net))
+
+    if len(candidates) >= 2:
+        result.spearman, result.kendall = rank_correlation(result.proxy_mean, result.real_mean)
+    result.provenance = {"seed": seed, "device": str(device), "hardware": describe_hardware(device),
+                         "versions": library_versions(), "proxy_config": _json_ready(proxy_config.as_dict()),
+                         "real_config": _json_ready(real_config.as_dict()), "real_epochs": real_epochs,
+                         "real_images": int(real[0].shape[0]), "num_models": num_models, "real_models": real_models}
+    return result
