@@ -23,13 +23,7 @@ from gmlib.synthetic import init_synthetic
 CLASSES = 2
 NARROW = {"width": 8}  # reaches only the networks that take a width (the ConvNets)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,7 @@ from gmlib.networks import get_network
 CLASSES, SIZE = 3, 8
 NET = {"width": 8, "depth": 2}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,29 +32,17 @@ from gmlib.matching_reference import reference_outer_step, reference_train_netwo
 from gmlib.networks import get_network
 from gmlib.presets import get_profile
 
+from fakes import brightness_classes
+
 CLASSES, SIZE = 3, 8
 NET = {"width": 8, "depth": 2}
 STRATEGY = "color_crop_cutout_scale_rotate"
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def fake_dataset(per_class: int = 24, name: str = "fake") -> ImageDataset:
-    """Three classes whose images differ in brightness, plus noise: a learnable toy problem."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(CLASSES).repeat(per_class)
-    images = torch.randn(len(labels), 1, SIZE, SIZE, generator=g) + labels.view(-1, 1, 1, 1).float()
-    test_labels = torch.arange(CLASSES).repeat(5)
-    test_images = torch.randn(len(test_labels), 1, SIZE, SIZE, generator=g) + test_labels.view(-1, 1, 1, 1).float()
-    return ImageDataset(name, images, labels, test_images, test_labels, (0.0,), (1.0,), ["a", "b", "c"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on 2 busy cores two OpenMP threads that wait
-    for each other made these tests 5-18x slower; the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE, name=name)
 
 
 @pytest.fixture(scope="module")

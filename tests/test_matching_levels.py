@@ -25,25 +25,16 @@ from gmlib.match_levels import (
 from gmlib.matching import MatchingConfig, distill, matching_step_backward, resolve_engine, sample_real_batches
 from gmlib.networks import get_network
 
+from fakes import brightness_classes
+
 CLASSES, SIZE, IPC = 3, 8, 2
 NET = {"width": 8, "depth": 2}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def fake_dataset(per_class: int = 24) -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(CLASSES).repeat(per_class)
-    images = torch.randn(len(labels), 1, SIZE, SIZE, generator=g) + labels.view(-1, 1, 1, 1).float()
-    test_labels = torch.arange(CLASSES).repeat(5)
-    test_images = torch.randn(len(test_labels), 1, SIZE, SIZE, generator=g) + test_labels.view(-1, 1, 1, 1).float()
-    return ImageDataset("fake", images, labels, test_images, test_labels, (0.0,), (1.0,), ["a", "b", "c"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE)
 
 
 @pytest.fixture(scope="module")
