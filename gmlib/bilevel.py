@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from gmlib.checks import check_int, check_positive, is_int
 from gmlib.memory import track_peak_memory
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
@@ -117,18 +118,7 @@ INIT_MODES = ("random", "fixed")  # a new student initialisation every outer ste
 _NETWORKS_WITHOUT_BATCHNORM_NOTE = "networks with BatchNorm (running statistics) are not supported"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
-
-def _require_int(name: str, value: object, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _require_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -151,20 +141,20 @@ class _DistillConfig:
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
             object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        _require_int("ipc", self.ipc, 1)
-        _require_int("iterations", self.iterations, 0)
-        _require_int("batch_real", self.batch_real, 1)
+        check_int("ipc", self.ipc, 1)
+        check_int("iterations", self.iterations, 0)
+        check_int("batch_real", self.batch_real, 1)
         if self.init_mode not in INIT_MODES:
             raise ValueError(f"init_mode must be one of {', '.join(map(repr, INIT_MODES))}, got {self.init_mode!r}")
         if self.image_init not in INIT_NAMES:
             raise ValueError(f"image_init must be one of {', '.join(map(repr, INIT_NAMES))}, got {self.image_init!r}")
-        _require_positive("outer_lr", self.outer_lr)
+        check_positive("outer_lr", self.outer_lr)
         if not 0 <= self.outer_beta1 < 1:
             raise ValueError(f"outer_beta1 must be in [0, 1), got {self.outer_beta1!r}")
         if not isinstance(self.network, str) or not self.network:
             raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
         if self.time_limit_s is not None:
-            _require_positive("time_limit_s", self.time_limit_s)
+            check_positive("time_limit_s", self.time_limit_s)
 
     def out_of_time(self, seconds: float) -> bool:
         return self.time_limit_s is not None and seconds >= self.time_limit_s
@@ -195,13 +185,13 @@ class UnrollConfig(_DistillConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_int("inner_steps", self.inner_steps, 1)
-        _require_int("inner_epochs", self.inner_epochs, 1)
-        _require_int("synthetic_batches", self.synthetic_batches, 1)
+        check_int("inner_steps", self.inner_steps, 1)
+        check_int("inner_epochs", self.inner_epochs, 1)
+        check_int("synthetic_batches", self.synthetic_batches, 1)
         if self.inner_steps % self.synthetic_batches:
             raise ValueError(f"synthetic_batches (ic) must divide inner_steps; got {self.synthetic_batches} "
                              f"batches for {self.inner_steps} steps")
-        _require_positive("lr_init", self.lr_init)
+        check_positive("lr_init", self.lr_init)
         if not isinstance(self.learn_lr, bool):
             raise ValueError(f"learn_lr must be True or False, got {self.learn_lr!r}")
         if not 0 <= self.inner_momentum < 1:
@@ -228,8 +218,8 @@ class ImplicitConfig(_DistillConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_int("inner_steps", self.inner_steps, 0)
-        _require_positive("inner_lr", self.inner_lr)
+        check_int("inner_steps", self.inner_steps, 0)
+        check_positive("inner_lr", self.inner_lr)
         if not 0 <= self.inner_momentum < 1:
             raise ValueError(f"inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
         _check_neumann(self.neumann_alpha, self.neumann_terms)
@@ -344,7 +334,7 @@ def unrolled_training(net: nn.Module, params: dict[str, Tensor], images: Tensor,
 
 
 def _start(dataset, config: _DistillConfig, seed: int, device: str | torch.device, images_per_class: int):
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     device = resolve_device(device)
     dataset = dataset.to(device) if dataset.device != device else dataset

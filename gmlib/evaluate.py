@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gmlib.checks import check_int, is_int
 from gmlib.augment import DEFAULT_DSA_STRATEGY, augment, check_augment_kind, parse_dsa_strategy
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
@@ -84,7 +85,7 @@ class EvalConfig:
             object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
         if not isinstance(self.network, str) or not self.network:
             raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
-        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
+        if self.epochs is not None and (not is_int(self.epochs) or self.epochs < 1):
             raise ValueError(f"epochs must be an integer >= 1 or None (300/1000 by augmentation), got {self.epochs!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
@@ -92,9 +93,9 @@ class EvalConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.test_size is not None and (not _is_int(self.test_size) or self.test_size < 1):
+        if self.test_size is not None and (not is_int(self.test_size) or self.test_size < 1):
             raise ValueError(f"test_size must be an integer >= 1 or None (all test images), got {self.test_size!r}")
         check_augment_kind(self.augment)
         parse_dsa_strategy(self.dsa_strategy)
@@ -145,9 +146,6 @@ class EvalResult:
             f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method})"
         )
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +215,7 @@ def train_network(
     """
     if chunk_size is None:
         chunk_size = CPU_CHUNK_SIZE if images.device.type == "cpu" else config.batch_size
-    _check_positive_int("chunk_size", chunk_size)
+    check_int("chunk_size", chunk_size, 1)
     if has_batchnorm(net):
         chunk_size = config.batch_size
     with _global_rng_seeded_from(generator):
@@ -267,10 +265,6 @@ def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int) 
     return total
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
 
 def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batch_size: int | None = None) -> float:
     """Fraction of ``test_images`` that ``net`` classifies correctly (eval mode, no autograd).
@@ -283,7 +277,7 @@ def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batc
         raise ValueError("the test set is empty")
     if batch_size is None:
         batch_size = CPU_CHUNK_SIZE if test_images.device.type == "cpu" else GPU_TEST_CHUNK_SIZE
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, 1)
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=test_labels.device)
@@ -522,16 +516,16 @@ def evaluate_set(
     forward pass in testing and, on the sequential path, in training (see :func:`train_network`;
     None = by device). ``keep_networks=True`` stores the trained networks in ``result.networks``.
     """
-    if not _is_int(num_models) or num_models < 1:
+    if not is_int(num_models) or num_models < 1:
         raise ValueError(f"num_models must be an integer >= 1, got {num_models!r}")
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if batched not in ("auto", True, False):
         raise ValueError(f"batched must be 'auto', True or False, got {batched!r}")
-    if not _is_int(max_batched_images) or max_batched_images < 1:
+    if not is_int(max_batched_images) or max_batched_images < 1:
         raise ValueError(f"max_batched_images must be an integer >= 1, got {max_batched_images!r}")
     if chunk_size is not None:
-        _check_positive_int("chunk_size", chunk_size)
+        check_int("chunk_size", chunk_size, 1)
     device = resolve_device(device)
     data = _prepare_data(images, labels, test_images, test_labels, config, num_classes, device)
 

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gmlib.checks import check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
 from gmlib.matching import (
     freeze_batchnorm_on_real,
@@ -66,23 +67,8 @@ LEAKY_SLOPE = 0.2
 MIN_K = 4  # floor(k/4) >= 1 channel in the first convolution
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,13 +88,13 @@ class Generator(nn.Module):
     def __init__(self, latent_dim: int, num_classes: int, channels: int, im_size: int | Sequence[int], k: int,
                  *, batch_norm: bool = True, seed: int | None = None) -> None:
         super().__init__()
-        _check_int("latent_dim", latent_dim, 1)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("channels", channels, 1)
-        _check_int("k (generator size)", k, MIN_K)
-        height, width = (im_size, im_size) if _is_int(im_size) else tuple(im_size)
-        _check_int("image height", height, 1)
-        _check_int("image width", width, 1)
+        check_int("latent_dim", latent_dim, 1)
+        check_int("num_classes", num_classes, 1)
+        check_int("channels", channels, 1)
+        check_int("k (generator size)", k, MIN_K)
+        height, width = (im_size, im_size) if is_int(im_size) else tuple(im_size)
+        check_int("image height", height, 1)
+        check_int("image width", width, 1)
         self.latent_dim, self.num_classes, self.channels, self.k = latent_dim, num_classes, channels, k
         self.im_size = (height, width)
         hidden = k // 2
@@ -137,7 +123,7 @@ class Generator(nn.Module):
 def generator_parameter_count(latent_dim: int, num_classes: int, channels: int, im_size: int | Sequence[int],
                               k: int, *, batch_norm: bool = True) -> int:
     """The number of parameters of :class:`Generator`, by formula (weights + biases per layer)."""
-    height, width = (im_size, im_size) if _is_int(im_size) else tuple(im_size)
+    height, width = (im_size, im_size) if is_int(im_size) else tuple(im_size)
     hidden, narrow, pixels = k // 2, k // 4, height * width
     count = (latent_dim + num_classes + 1) * k             # fc1
     count += (k + 1) * hidden * pixels                     # fc2
@@ -159,8 +145,8 @@ class GenerativeTeacher(nn.Module):
 
     def __init__(self, generator: Generator, mode: str, ipc: int, *, seed: int = 0) -> None:
         super().__init__()
-        _one_of("mode", mode, MODES)
-        _check_int("ipc (images per class)", ipc, 1)
+        check_one_of("mode", mode, MODES)
+        check_int("ipc (images per class)", ipc, 1)
         self.generator, self.mode, self.ipc = generator, mode, ipc
         self.register_buffer("labels", class_ordered_labels(generator.num_classes, ipc), persistent=False)
         if mode == "learned_input":
@@ -238,17 +224,17 @@ class GTNConfig:
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, dict):
             object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        _one_of("mode", self.mode, MODES)
-        _one_of("objective", self.objective, OBJECTIVES)
-        _check_int("k (generator size)", self.k, MIN_K)
-        _check_int("latent_dim", self.latent_dim, 1)
-        _check_int("ipc (images per class)", self.ipc, 1)
-        _check_int("iterations", self.iterations, 0)
+        check_one_of("mode", self.mode, MODES)
+        check_one_of("objective", self.objective, OBJECTIVES)
+        check_int("k (generator size)", self.k, MIN_K)
+        check_int("latent_dim", self.latent_dim, 1)
+        check_int("ipc (images per class)", self.ipc, 1)
+        check_int("iterations", self.iterations, 0)
         for name in ("outer_loop", "batch_real", "batch_train", "neumann_terms", "bn_real_per_class"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("inner_steps", self.inner_steps, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("inner_steps", self.inner_steps, 0)
         for name in ("lr_teacher", "lr_net", "neumann_alpha"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if not isinstance(self.per_class, bool) or not isinstance(self.batch_norm, bool):
             raise ValueError(f"per_class and batch_norm must be True or False, got {self.per_class!r}, {self.batch_norm!r}")
         if self.objective == "ift" and not self.per_class:
@@ -469,7 +455,7 @@ def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, devi
 
     if not isinstance(config, GTNConfig):
         raise ValueError(f"config must be a GTNConfig, got {type(config).__name__}")
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     device = resolve_device(device)
     if dataset.device != device:

@@ -85,7 +85,8 @@ from gmlib.match_levels import (
     real_gradient,
     sample_mixed_real_batch,
 )
-from gmlib.matching_config import ENGINES, METHODS, MatchingConfig, _check_int, _is_int, _one_of, evaluation_augment
+from gmlib.checks import check_int, check_one_of, is_int
+from gmlib.matching_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet, init_synthetic
@@ -240,7 +241,7 @@ def matching_step_backward(
     (:class:`gmlib.match_levels.StepLosses`). Arguments as :func:`matching_loss_backward`; the
     batched engine computes only DC's objective (intra, no curvature term).
     """
-    _one_of("engine", engine, ENGINES[1:])
+    check_one_of("engine", engine, ENGINES[1:])
     if real_batches.dim() != 5 or syn_images.shape[0] != len(real_batches) * ipc:
         raise ValueError(f"expected real_batches (classes, B, C, H, W) and {len(real_batches)} x ipc={ipc} synthetic "
                          f"images; got {tuple(real_batches.shape)} and {tuple(syn_images.shape)}")
@@ -262,7 +263,7 @@ def matching_step_backward(
 def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -> str:
     """'auto' -> 'batched' on CUDA, 'loop' elsewhere (vmap measured slower on CPU) and for any
     objective other than DC's (``dc_options`` False), which only the loop engine computes."""
-    _one_of("engine", engine, ENGINES)
+    check_one_of("engine", engine, ENGINES)
     if engine != "auto":
         return engine
     return "batched" if device.type == "cuda" and dc_options else "loop"
@@ -507,10 +508,10 @@ def distill(
     """
     if not isinstance(config, MatchingConfig):
         raise ValueError(f"config must be a MatchingConfig, got {type(config).__name__}")
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if stop_at is not None:
-        _check_int("stop_at", stop_at, 0)
+        check_int("stop_at", stop_at, 0)
     device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
+from gmlib.checks import check_int, check_nonnegative, check_one_of, is_int
 from gmlib.augment import dsa_strategy_for, parse_dsa_strategy
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
@@ -25,23 +26,8 @@ METHODS = ("dc", "dsa")
 ENGINES = ("auto", "loop", "batched")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_number(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
 
 
 @dataclass(frozen=True)
@@ -102,16 +88,16 @@ class MatchingConfig:
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
             object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        _check_int("ipc (images per class)", self.ipc, 1)
-        _one_of("method", self.method, METHODS)
-        _check_int("iterations", self.iterations, 0)
+        check_int("ipc (images per class)", self.ipc, 1)
+        check_one_of("method", self.method, METHODS)
+        check_int("iterations", self.iterations, 0)
         if self.outer_loop is not None:
-            _check_int("outer_loop", self.outer_loop, 1)
+            check_int("outer_loop", self.outer_loop, 1)
         if self.inner_loop is not None:
-            _check_int("inner_loop", self.inner_loop, 0)
+            check_int("inner_loop", self.inner_loop, 0)
         for name in ("batch_real", "batch_train", "bn_real_per_class", "eval_models"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("checkpoint_every", self.checkpoint_every, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("checkpoint_every", self.checkpoint_every, 0)
         for name in ("lr_img", "lr_net"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
@@ -119,14 +105,14 @@ class MatchingConfig:
         if not 0 <= self.momentum_img < 1:
             raise ValueError(f"momentum_img must be in [0, 1), got {self.momentum_img!r}")
         get_distance(self.distance)  # raises a ValueError naming the known distances
-        _one_of("init", self.init, INIT_NAMES)
+        check_one_of("init", self.init, INIT_NAMES)
         network_info(self.network)  # raises a ValueError naming the known networks
-        _one_of("engine", self.engine, ENGINES)
+        check_one_of("engine", self.engine, ENGINES)
         if self.dsa_strategy is not None:
             if self.method != "dsa":
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")
             parse_dsa_strategy(self.dsa_strategy)
-        if isinstance(self.eval_at, int) or not all(_is_int(i) for i in self.eval_at):
+        if isinstance(self.eval_at, int) or not all(is_int(i) for i in self.eval_at):
             raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
         outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
         if outside:
@@ -137,9 +123,9 @@ class MatchingConfig:
         self._check_matching_options()
 
     def _check_matching_options(self) -> None:
-        _one_of("match_level", self.match_level, MATCH_LEVELS)
+        check_one_of("match_level", self.match_level, MATCH_LEVELS)
         if self.level_weight is not None:
-            _check_number("level_weight", self.level_weight)
+            check_nonnegative("level_weight", self.level_weight)
             if self.match_level == "intra":
                 raise ValueError(f"level_weight={self.level_weight!r} weighs the inter-class term, which "
                                  f"match_level='intra' does not use; allowed levels for it: 'inter', 'multi', 'interleaved'")
@@ -148,15 +134,15 @@ class MatchingConfig:
         if not self.per_class and self.match_level != "intra":
             raise ValueError(f"match_level={self.match_level!r} needs per-class gradients; with per_class=False "
                              f"the one mixed-batch gradient is matched: use match_level='intra' (the default)")
-        _one_of("inner_steps", self.inner_steps, INNER_STEP_POLICIES)
+        check_one_of("inner_steps", self.inner_steps, INNER_STEP_POLICIES)
         if self.inner_schedule is not None:
             if self.inner_steps != "schedule":
                 raise ValueError(f"inner_schedule needs inner_steps='schedule' (got inner_steps={self.inner_steps!r})")
             custom_schedule(self.inner_schedule)  # raises a ValueError for a bad list
             object.__setattr__(self, "inner_schedule", tuple(self.inner_schedule))
-        _check_number("hessian_weight", self.hessian_weight)
-        _one_of("hessian_loss", self.hessian_loss, HESSIAN_LOSSES)
-        _one_of("hessian_kind", self.hessian_kind, HESSIAN_KINDS)
+        check_nonnegative("hessian_weight", self.hessian_weight)
+        check_one_of("hessian_loss", self.hessian_loss, HESSIAN_LOSSES)
+        check_one_of("hessian_kind", self.hessian_kind, HESSIAN_KINDS)
         if self.engine == "batched" and not self.dc_options:
             raise ValueError("engine='batched' supports only match_level='intra', per_class=True and "
                              "hessian_weight=0; use engine='loop' or 'auto' for the other options")
@@ -213,7 +199,7 @@ class MatchingConfig:
 def evaluation_augment(dataset: str, method: str) -> str:
     """The evaluation augmentation the papers used: 'dsa' after DSA, DC's classic 'mnist'
     augmentation for MNIST after DC, none otherwise."""
-    _one_of("method", method, METHODS)
+    check_one_of("method", method, METHODS)
     if method == "dsa":
         return "dsa"
     return "mnist" if dataset.lower() == "mnist" else "none"

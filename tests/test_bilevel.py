@@ -269,7 +269,7 @@ def test_batch_indices_take_every_class_in_every_batch():
 @pytest.mark.parametrize("make, message", [
     (lambda: UnrollConfig(inner_steps=10, synthetic_batches=3), "synthetic_batches \\(ic\\) must divide inner_steps"),
     (lambda: UnrollConfig(init_mode="sometimes"), "init_mode must be one of 'random', 'fixed'"),
-    (lambda: UnrollConfig(lr_init=0), "lr_init must be a number > 0"),
+    (lambda: UnrollConfig(lr_init=0), "lr_init must be a finite number > 0"),
     (lambda: UnrollConfig(inner_momentum=1.0), "inner_momentum must be in \\[0, 1\\)"),
     (lambda: UnrollConfig(ipc=0), "ipc must be an integer >= 1"),
     (lambda: ImplicitConfig(image_init="plaid"), "image_init must be one of"),
@@ -295,7 +295,7 @@ def test_time_limit_stops_after_the_step_that_crosses_it():
     config = UnrollConfig(ipc=1, inner_steps=1, time_limit_s=1e-9, **{**TINY_NET, "iterations": 5})
     outcome = distill_unrolled(data, config, seed=0, device="cpu")
     assert outcome.iterations == 1 and outcome.history["iteration"] == [1]
-    with pytest.raises(ValueError, match="time_limit_s must be a number > 0"):
+    with pytest.raises(ValueError, match="time_limit_s must be a finite number > 0"):
         UnrollConfig(time_limit_s=0)
 
 
