@@ -346,11 +346,19 @@ def _start(dataset, config: _DistillConfig, seed: int, device: str | torch.devic
 
 
 def _progress(total: int, enabled: bool, description: str):
-    if not enabled:
-        return None
+    """A tqdm bar; a disabled one when ``enabled`` is False, so callers never test for None."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, leave=False)
+    return tqdm(total=total, desc=description, leave=False, disable=not enabled)
+
+
+def _record_step(history: dict[str, list], iteration: int, outer: Tensor, start: float, bar, config) -> bool:
+    """Log one outer step; True when the configuration's time limit says to stop."""
+    history["iteration"].append(iteration + 1)
+    history["outer_loss"].append(float(outer.detach()))
+    history["seconds"].append(time.perf_counter() - start)
+    bar.update(1)
+    return config.out_of_time(history["seconds"][-1])
 
 
 def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int = 0, device: str | torch.device = "auto",
@@ -383,15 +391,9 @@ def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int =
             optimizer.zero_grad(set_to_none=True)
             outer.backward()
             optimizer.step()
-            history["iteration"].append(iteration + 1)
-            history["outer_loss"].append(float(outer.detach()))
-            history["seconds"].append(time.perf_counter() - start)
-            if bar is not None:
-                bar.update(1)
-            if config.out_of_time(history["seconds"][-1]):
+            if _record_step(history, iteration, outer, start, bar, config):
                 break
-    if bar is not None:
-        bar.close()
+    bar.close()
     lrs = lr_from_raw(raw_lrs.detach()).cpu()
     history["learned_lrs"] = lrs.tolist()
     synthetic.metadata.update({"method": "unroll", "config": config.as_dict(), "seed": seed})
@@ -431,15 +433,9 @@ def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: i
             optimizer.zero_grad(set_to_none=True)
             synthetic.images.grad = hypergradient
             optimizer.step()
-            history["iteration"].append(iteration + 1)
-            history["outer_loss"].append(float(outer.detach()))
-            history["seconds"].append(time.perf_counter() - start)
-            if bar is not None:
-                bar.update(1)
-            if config.out_of_time(history["seconds"][-1]):
+            if _record_step(history, iteration, outer, start, bar, config):
                 break
-    if bar is not None:
-        bar.close()
+    bar.close()
     synthetic.metadata.update({"method": "implicit", "config": config.as_dict(), "seed": seed})
     return DistillOutcome(synthetic, history, len(history["iteration"]), memory.seconds, memory.peak_mib,
                           memory.added_mib, memory.kind, synthetic.images.numel(), config, None)
