@@ -1,15 +1,10 @@
 """Cross-architecture generalisation: distil with one network, evaluate on another.
 
-Two experiments of the literature live here:
-
 * :func:`cross_architecture_matrix` -- DC's cross-architecture table (Zhao et al. 2021; seed 002
   Table 4, seed 004 Tables 2-3). Row ``s`` distils a synthetic set with network ``s`` (the
   *source*); column ``t`` trains fresh networks ``t`` (the *target*) on that set and tests them.
-  Each cell is the mean +- std over the evaluation models.
-* :func:`nas_proxy` -- DC's neural-architecture-search experiment in miniature (seed 001 Table 4):
-  train ConvNets of several depths (and widths) on a distilled set and on real data, and measure
-  with Spearman's and Kendall's rank correlation whether the cheap proxy ranks the candidates as
-  the expensive real-data training does.
+  Each cell is the mean +- std over the evaluation models. (The NAS proxy, the other
+  use of one distilled set on many networks, is :mod:`gmlib.nas_proxy`.)
 
 Nothing here trains or distils by itself: distillation is :func:`gmlib.matching.distill`, the
 evaluation protocol :func:`gmlib.evaluate.evaluate_across_networks` and
@@ -26,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,12 +29,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from gmlib.checkpoint import CheckpointError
-from gmlib.evaluate import EvalConfig, evaluate_across_networks, train_on_whole_set
+from gmlib.fileio import json_ready
+from gmlib.evaluate import EvalConfig, evaluate_across_networks
 from gmlib.matching import MatchingConfig, distill, evaluation_augment
-from gmlib.networks import NETWORK_NAMES, count_parameters, filter_network_kwargs, get_network
+from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
 from gmlib.presets import Profile, get_profile
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
@@ -151,15 +145,11 @@ class CrossArchResult:
             "std": self.std.tolist(),
             "num_models": self.num_models.tolist(),
             "cells": [cell.to_dict() for cell in self.cells.values()],
-            "matching_configs": {s: _json_ready(c.as_dict()) for s, c in self.matching_configs.items()},
-            "eval_config": _json_ready(self.eval_config.as_dict()),
+            "matching_configs": {s: json_ready(c.as_dict()) for s, c in self.matching_configs.items()},
+            "eval_config": json_ready(self.eval_config.as_dict()),
             "distill_seconds": dict(self.distill_seconds),
-            "provenance": _json_ready(self.provenance),
+            "provenance": json_ready(self.provenance),
         }
-
-
-def _json_ready(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def source_config(base: MatchingConfig, source: str,
@@ -206,7 +196,7 @@ def _cells_identity(dataset: Any, base: MatchingConfig, eval_config: EvalConfig,
     base_dict = base.as_dict()
     for key in ("network", "eval_at", "eval_config", "eval_models", "checkpoint_every"):
         base_dict.pop(key, None)
-    return _json_ready({
+    return json_ready({
         "dataset": dataset.name, "num_classes": dataset.num_classes,
         "image_shape": [dataset.channels, *dataset.im_size],
         "matching": base_dict, "per_network_lr_img": dict(per_network_lr_img or {}),
@@ -365,7 +355,7 @@ def cross_architecture_matrix(
             run = distill(dataset, configs[source], seed=seed, device=device, checkpoint_dir=store.distill_dir(source),
                           resume=resume, progress=False)
             synthetic[source], distill_seconds[source] = run.synthetic, time.perf_counter() - begun
-            store.save_synthetic(source, run.synthetic, {"matching_config": _json_ready(configs[source].as_dict()),
+            store.save_synthetic(source, run.synthetic, {"matching_config": json_ready(configs[source].as_dict()),
                                                          "seed": seed, "seconds": distill_seconds[source]})
         bar.update()
         images, labels = synthetic[source].detached()
@@ -398,172 +388,3 @@ def cross_architecture_matrix(
     }
     return CrossArchResult(sources, targets, mean, std, models, cells, synthetic, configs, eval_config,
                            distill_seconds, provenance)
-
-
-# --------------------------------------------------------------------------------------------
-# ConvNet depth (and width) as a neural-architecture-search proxy
-# --------------------------------------------------------------------------------------------
-
-
-def rank_correlation(proxy: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
-    """(Spearman's rho, Kendall's tau) between two scores of the same candidates (scipy.stats).
-
-    1 means the proxy orders the candidates exactly as the reference does, -1 exactly reversed.
-    Ties are ranked by their average rank (Kendall's tau-b); a constant list makes both NaN.
-    """
-    from scipy import stats
-
-    proxy, reference = [float(x) for x in proxy], [float(x) for x in reference]
-    if len(proxy) != len(reference):
-        raise ValueError(f"the two score lists differ in length: {len(proxy)} vs {len(reference)}")
-    if len(proxy) < 2:
-        raise ValueError(f"a rank correlation needs at least 2 candidates, got {len(proxy)}")
-    if len(set(proxy)) == 1 or len(set(reference)) == 1:
-        return math.nan, math.nan  # no ranking to compare (scipy would warn and return NaN too)
-    return float(stats.spearmanr(proxy, reference).statistic), float(stats.kendalltau(proxy, reference).statistic)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One ConvNet of the search space: its depth and width."""
-
-    depth: int
-    width: int
-
-    @property
-    def name(self) -> str:
-        return f"ConvNet-D{self.depth}-W{self.width}"
-
-
-@dataclass
-class NASProxyResult:
-    """Per candidate: accuracy when trained on the distilled set (``proxy``: mean and std over
-    models) and on real data (``real``); their rank correlations, and whether both pick the same
-    best candidate. Accuracies are fractions."""
-
-    candidates: list[Candidate]
-    parameters: list[int]
-    proxy_mean: list[float]
-    proxy_std: list[float]
-    real_mean: list[float]
-    real_std: list[float]
-    proxy_seconds: list[float]
-    real_seconds: list[float]
-    spearman: float
-    kendall: float
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def same_winner(self) -> bool:
-        return int(np.argmax(self.proxy_mean)) == int(np.argmax(self.real_mean))
-
-    def rows(self) -> list[list[str]]:
-        """One table row per candidate: name, parameters, proxy and real accuracy (percent)."""
-        return [[c.name, f"{p:,}", f"{100 * pm:.1f} ± {100 * ps:.1f}", f"{100 * rm:.1f} ± {100 * rs:.1f}"]
-                for c, p, pm, ps, rm, rs in zip(self.candidates, self.parameters, self.proxy_mean, self.proxy_std,
-                                                self.real_mean, self.real_std)]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["candidates"] = [dataclasses.asdict(c) | {"name": c.name} for c in self.candidates]
-        data["same_winner"] = self.same_winner
-        return _json_ready(data)
-
-
-def _positive_ints(what: str, values: Any) -> tuple[int, ...]:
-    if isinstance(values, (str, int)) or not isinstance(values, Sequence) or len(values) == 0:
-        raise ValueError(f"{what} must be a non-empty list of integers >= 1, got {values!r}")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{what} must hold integers >= 1, got {value!r} in {list(values)}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what} repeats a value: {list(values)}")
-    return tuple(values)
-
-
-def nas_proxy(
-    synthetic: SyntheticSet | tuple[Tensor, Tensor],
-    real: tuple[Tensor, Tensor],
-    test: tuple[Tensor, Tensor],
-    *,
-    depths: Sequence[int] = (1, 2, 3, 4),
-    widths: Sequence[int] = (128,),
-    proxy_config: EvalConfig = EvalConfig(),
-    real_config: EvalConfig = EvalConfig(),
-    real_epochs: int = 20,
-    num_models: int = 1,
-    real_models: int = 1,
-    num_classes: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: bool = False,
-) -> NASProxyResult:
-    """Rank ConvNets of every depth x width by training them on a distilled set and on real data.
-
-    ``synthetic``: the distilled set (a SyntheticSet or (images, labels)); ``real``: the real
-    training images and labels (a subset at small budgets); ``test``: the test images and labels.
-    Each candidate is the ConvNet of ``proxy_config``/``real_config`` (their ``network_kwargs``
-    such as the norm are kept) with that depth and width. On the distilled set it is evaluated
-    with the protocol (:func:`gmlib.evaluate.evaluate_across_networks`, ``num_models`` models);
-    on real data it is trained ``real_models`` times for ``real_epochs`` epochs
-    (:func:`gmlib.evaluate.train_on_whole_set`, seeds ``seed, seed + 1, ...``). The proxy is good
-    when the rank correlation of the two accuracy lists is near 1.
-    """
-    depths, widths = _positive_ints("depths", depths), _positive_ints("widths", widths)
-    if isinstance(synthetic, SyntheticSet):
-        syn_images, syn_labels = synthetic.detached()
-    elif isinstance(synthetic, (tuple, list)) and len(synthetic) == 2:
-        syn_images, syn_labels = synthetic
-    else:
-        raise ValueError(f"synthetic must be a SyntheticSet or an (images, labels) pair, "
-                         f"got {type(synthetic).__name__}")
-    for what, pair in (("real", real), ("test", test)):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"{what} must be an (images, labels) pair, got {type(pair).__name__}")
-    for what, config in (("proxy_config", proxy_config), ("real_config", real_config)):
-        if not isinstance(config, EvalConfig) or config.network not in ("convnet", "convnet_bn"):
-            raise ValueError(f"{what} must be an EvalConfig of network 'convnet' or 'convnet_bn', got {config!r}")
-    for what, value in (("real_epochs", real_epochs), ("num_models", num_models), ("real_models", real_models)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    device = resolve_device(device)
-    test_images, test_labels = test
-    if num_classes is None:
-        num_classes = int(max(syn_labels.max(), real[1].max(), test_labels.max())) + 1
-
-    candidates = [Candidate(d, w) for w in widths for d in depths]
-    result = NASProxyResult(candidates, [], [], [], [], [], [], [], math.nan, math.nan)
-    from tqdm.auto import tqdm
-
-    for candidate in tqdm(candidates, desc="NAS proxy", disable=not progress, leave=False):
-        variant = {"depth": candidate.depth, "width": candidate.width}
-        proxy = dataclasses.replace(proxy_config, network_kwargs=dict(proxy_config.network_kwargs) | variant)
-        begun = time.perf_counter()
-        evaluation = evaluate_across_networks(syn_images, syn_labels, test_images, test_labels, [proxy.network], proxy,
-                                              num_models, seed, num_classes=num_classes, device=device)[proxy.network]
-        result.proxy_seconds.append(time.perf_counter() - begun)
-        result.proxy_mean.append(evaluation.mean)
-        result.proxy_std.append(evaluation.std)
-
-        full = dataclasses.replace(real_config, network_kwargs=dict(real_config.network_kwargs) | variant)
-        begun = time.perf_counter()
-        accuracies = [
-            train_on_whole_set(real[0], real[1], test_images, test_labels, real_epochs, config=full, seed=seed + k,
-                               num_classes=num_classes, device=device, progress=False).accuracy
-            for k in range(real_models)
-        ]
-        result.real_seconds.append(time.perf_counter() - begun)
-        result.real_mean.append(float(np.mean(accuracies)))
-        result.real_std.append(float(np.std(accuracies)))
-        with torch.device("meta"):  # shape only: counting parameters costs nothing
-            net = get_network(proxy.network, syn_images.shape[1], num_classes, tuple(syn_images.shape[2:]),
-                              **dict(proxy.network_kwargs))
-        result.parameters.append(count_parameters(net))
-
-    if len(candidates) >= 2:
-        result.spearman, result.kendall = rank_correlation(result.proxy_mean, result.real_mean)
-    result.provenance = {"seed": seed, "device": str(device), "hardware": describe_hardware(device),
-                         "versions": library_versions(), "proxy_config": _json_ready(proxy_config.as_dict()),
-                         "real_config": _json_ready(real_config.as_dict()), "real_epochs": real_epochs,
-                         "real_images": int(real[0].shape[0]), "num_models": num_models, "real_models": real_models}
-    return result

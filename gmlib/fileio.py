@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -29,3 +30,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON data (what json.dump writes and json.load gives back); anything
+    JSON cannot hold (paths, devices, dtypes) becomes its string."""
+    return json.loads(json.dumps(value, default=str))

@@ -16,17 +16,15 @@ import torch
 import gmlib.crossarch as crossarch
 from gmlib.checkpoint import CheckpointError
 from gmlib.crossarch import (
-    Candidate,
     check_network_names,
     configs_from_profile,
     cross_architecture_matrix,
-    nas_proxy,
-    rank_correlation,
     source_config,
 )
 from gmlib.data import ImageDataset
 from gmlib.evaluate import EvalConfig
 from gmlib.matching import MatchingConfig
+from gmlib.nas_proxy import Candidate, nas_proxy, rank_correlation
 
 from fakes import brightness_classes
 
