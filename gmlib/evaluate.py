@@ -19,276 +19,53 @@ Two ways to train the models give the same result up to floating-point rounding:
 ``'batched'`` stacks the models' parameters and trains all of them in one vectorised step
 (``torch.func.vmap``), which pays off where one small model leaves the device idle (GPUs).
 Networks with BatchNorm or dropout always use the sequential path (see :func:`batching_obstacle`).
+
+The hyperparameters live in :mod:`gmlib.eval_config`, the one-model loop in :mod:`gmlib.training`;
+this module runs many models and is the one to import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import hashlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gmlib.augment import augment
 from gmlib.checks import check_int, is_int
-from gmlib.augment import DEFAULT_DSA_STRATEGY, augment, check_augment_kind, parse_dsa_strategy
+from gmlib.eval_config import EPOCHS_WITH_AUGMENTATION, EPOCHS_WITHOUT_AUGMENTATION, LR_DECAY_FACTOR, EvalConfig, EvalResult
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
+from gmlib.training import (
+    CPU_CHUNK_SIZE,
+    GPU_TEST_CHUNK_SIZE,
+    draw_seed,
+    epoch_orders,
+    progress_bar,
+    set_lr,
+    protocol_sgd,
+    learning_rate_at,
+    model_seeds,
+    test_accuracy,
+    train_network,
+)
 
-EPOCHS_WITHOUT_AUGMENTATION = 300
-EPOCHS_WITH_AUGMENTATION = 1000
-LR_DECAY_FACTOR = 0.1
+# The protocol's public names, whichever module defines them (one import line for users).
+__all__ = [
+    "CPU_CHUNK_SIZE", "EPOCHS_WITHOUT_AUGMENTATION", "EPOCHS_WITH_AUGMENTATION", "GPU_TEST_CHUNK_SIZE",
+    "LR_DECAY_FACTOR", "EvalConfig", "EvalResult", "WholeSetResult", "batching_obstacle", "choose_method",
+    "evaluate_across_networks", "evaluate_set", "learning_rate_at", "model_seeds", "test_accuracy",
+    "train_network", "train_on_whole_set",
+]
+
 # The seed of the fixed test subset (EvalConfig.test_size): the same images for every call.
 _TEST_SUBSET_SEED = 0
-# Images per forward pass. On CPU, chunks of 32 keep a ConvNet's activations in cache: the
-# test pass measured 1.4-1.9x faster than with 256-1000 and training at batch 100 about 1.2x
-# (benchmarks/bench_evaluate.py). GPUs want big chunks.
-CPU_CHUNK_SIZE = 32
-GPU_TEST_CHUNK_SIZE = 1024
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration and result
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Hyperparameters of the evaluation protocol (defaults = the literature's).
-
-    ``network_kwargs`` are passed to :func:`gmlib.networks.get_network` (e.g. ``{"width": 64}``);
-    a dict is accepted and stored as a sorted tuple of pairs so the config stays hashable.
-    ``epochs=None`` means 300 without augmentation and 1000 with it. ``test_size`` evaluates on a
-    fixed random subset of that many test images (the same subset for every seed; all images when
-    the test set is smaller), for small profiles.
-    """
-
-    network: str = "convnet"
-    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
-    epochs: int | None = None
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: str = "none"
-    dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    test_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.network_kwargs, Mapping):
-            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        if not isinstance(self.network, str) or not self.network:
-            raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
-        if self.epochs is not None and (not is_int(self.epochs) or self.epochs < 1):
-            raise ValueError(f"epochs must be an integer >= 1 or None (300/1000 by augmentation), got {self.epochs!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.test_size is not None and (not is_int(self.test_size) or self.test_size < 1):
-            raise ValueError(f"test_size must be an integer >= 1 or None (all test images), got {self.test_size!r}")
-        check_augment_kind(self.augment)
-        parse_dsa_strategy(self.dsa_strategy)
-
-    @property
-    def num_epochs(self) -> int:
-        """The epochs actually trained: ``epochs``, or 300/1000 by augmentation."""
-        if self.epochs is not None:
-            return self.epochs
-        return EPOCHS_WITHOUT_AUGMENTATION if self.augment == "none" else EPOCHS_WITH_AUGMENTATION
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for printing and JSON (network_kwargs as a dict, epochs resolved)."""
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        fields["network_kwargs"] = dict(self.network_kwargs)
-        fields["num_epochs"] = self.num_epochs
-        return fields
-
-
-@dataclass
-class EvalResult:
-    """Accuracies (fractions in [0, 1]) of ``num_models`` networks trained on one image set.
-
-    ``std`` is the population standard deviation over models (numpy's default, ddof=0), as the
-    literature reports it. ``seconds_per_model`` = wall-clock time of the whole call (training
-    and testing) divided by the number of models.
-    """
-
-    accuracies: list[float]
-    mean: float
-    std: float
-    seconds_per_model: float
-    config: EvalConfig
-    method: str
-    seed: int
-    device: str
-    num_test_images: int
-    networks: list[nn.Module] = field(default_factory=list, repr=False)
-
-    @property
-    def num_models(self) -> int:
-        return len(self.accuracies)
-
-    def __str__(self) -> str:
-        return (
-            f"{100 * self.mean:.2f} +- {100 * self.std:.2f} % over {self.num_models} {self.config.network} models "
-            f"({self.config.num_epochs} epochs, augment {self.config.augment}, seed {self.seed}, "
-            f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method})"
-        )
-
-
-
-# --------------------------------------------------------------------------------------------
-# Pieces of the protocol
-# --------------------------------------------------------------------------------------------
-
-
-def learning_rate_at(epoch: int, epochs: int, base_lr: float) -> float:
-    """The learning rate of 0-based ``epoch`` out of ``epochs``: ``base_lr`` before ``epochs // 2``,
-    ``0.1 * base_lr`` from then on."""
-    return base_lr if epoch < epochs // 2 else base_lr * LR_DECAY_FACTOR
-
-
-def model_seeds(seed: int, index: int) -> tuple[int, int]:
-    """(initialisation seed, data seed) of model ``index`` in a call with ``seed``.
-
-    Derived by hashing, so nearby seeds and indices give unrelated streams; both are < 2**32.
-    """
-    digest = hashlib.sha256(f"gmlib.evaluate:{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:8], "little")
-
-
-def _epoch_orders(num_images: int, generators: Sequence[torch.Generator], device: torch.device) -> Tensor:
-    """One shuffled order of the images per generator: (len(generators), num_images) on device."""
-    orders = [torch.randperm(num_images, generator=g, device=g.device).to(device) for g in generators]
-    return torch.stack(orders)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    # Changing lr in place keeps the momentum buffers, like torch's lr schedulers do.
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _sgd(params: Iterable[Tensor], config: EvalConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-
-
-def _progress_bar(total: int, description: str, enabled: bool) -> Any:
-    """A tqdm bar; when not ``enabled`` a disabled one, whose methods do nothing."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, leave=False, disable=not enabled)
-
-
-def train_network(
-    net: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    config: EvalConfig,
-    generator: torch.Generator,
-    *,
-    chunk_size: int | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
-    progress: bool = False,
-) -> nn.Module:
-    """Train ``net`` in place on (images, labels) with the protocol's optimiser and schedule.
-
-    The reference, one-model loop. ``images`` and ``labels`` must already be on ``net``'s device;
-    ``generator`` drives the data order and the augmentation, and seeds (in a forked, restored
-    global RNG) layers that draw from the global RNG, such as dropout. ``on_epoch(epoch, lr)``
-    is called at the start of every epoch (for progress reports and tests). Returns ``net``.
-
-    ``chunk_size`` only changes speed: each batch's gradient is accumulated over chunks of that
-    many images (the same gradient up to rounding; skipped for BatchNorm networks, whose batch
-    statistics would change). ``None`` = :data:`CPU_CHUNK_SIZE` on CPU, whole batches elsewhere.
-    """
-    if chunk_size is None:
-        chunk_size = CPU_CHUNK_SIZE if images.device.type == "cpu" else config.batch_size
-    check_int("chunk_size", chunk_size, 1)
-    if has_batchnorm(net):
-        chunk_size = config.batch_size
-    with _global_rng_seeded_from(generator):
-        _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress)
-    return net
-
-
-def _train_loop(
-    net: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    config: EvalConfig,
-    generator: torch.Generator,
-    chunk_size: int,
-    on_epoch: Callable[[int, float], None] | None,
-    progress: bool,
-) -> None:
-    epochs = config.num_epochs
-    optimizer = _sgd(net.parameters(), config)
-    net.train()
-    bar = _progress_bar(epochs, "train", progress)
-    for epoch in range(epochs):
-        lr = learning_rate_at(epoch, epochs, config.lr)
-        _set_lr(optimizer, lr)
-        if on_epoch is not None:
-            on_epoch(epoch, lr)
-        order = _epoch_orders(images.shape[0], [generator], images.device)[0]
-        for batch in order.split(config.batch_size):
-            x = augment(images[batch], config.augment, generator, dsa_strategy=config.dsa_strategy)
-            optimizer.zero_grad(set_to_none=True)
-            loss = _accumulate_gradient(net, x, labels[batch], chunk_size)
-            optimizer.step()
-        bar.update()
-        if progress:  # .item() waits for the device: only pay for it when the bar shows
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-
-
-def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int) -> Tensor:
-    """Backpropagate the batch's mean cross-entropy, ``chunk_size`` images at a time; returns
-    the (detached) batch loss."""
-    total = torch.zeros((), device=x.device)
-    for x_chunk, y_chunk in zip(x.split(chunk_size), y.split(chunk_size)):
-        loss = F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / x.shape[0]
-        loss.backward()
-        total += loss.detach()
-    return total
-
-
-
-def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batch_size: int | None = None) -> float:
-    """Fraction of ``test_images`` that ``net`` classifies correctly (eval mode, no autograd).
-
-    The images go through in chunks of ``batch_size``: ``None`` = :data:`CPU_CHUNK_SIZE` on CPU
-    (cache-sized chunks are fastest there) and :data:`GPU_TEST_CHUNK_SIZE` elsewhere. The
-    network's train/eval mode is restored afterwards.
-    """
-    if test_images.shape[0] == 0:
-        raise ValueError("the test set is empty")
-    if batch_size is None:
-        batch_size = CPU_CHUNK_SIZE if test_images.device.type == "cpu" else GPU_TEST_CHUNK_SIZE
-    check_int("batch_size", batch_size, 1)
-    was_training = net.training
-    net.eval()
-    correct = torch.zeros((), dtype=torch.long, device=test_labels.device)
-    with torch.inference_mode():
-        for x, y in zip(test_images.split(batch_size), test_labels.split(batch_size)):
-            correct += (net(x).argmax(dim=1) == y).sum()
-    net.train(was_training)
-    return correct.item() / test_images.shape[0]
-
-
-test_accuracy.__test__ = False  # a library function, not a test, when pytest imports it
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,24 +83,6 @@ def _has_dropout(net: nn.Module) -> bool:
     return any(isinstance(module, nn.modules.dropout._DropoutNd) for module in net.modules())
 
 
-def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
-
-
-@contextlib.contextmanager
-def _global_rng_seeded_from(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG from ``generator`` for the block and restore it afterwards.
-
-    Layers such as dropout draw from the global RNG; this makes them reproducible from the
-    model's own generator without disturbing anyone else's random state.
-    """
-    seed = _draw_seed(generator)
-    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def _evaluate_sequential(
     nets: Sequence[nn.Module],
     generators: Sequence[torch.Generator],
@@ -333,7 +92,7 @@ def _evaluate_sequential(
     progress: bool,
 ) -> list[float]:
     accuracies = []
-    bar = _progress_bar(len(nets), "models", progress)
+    bar = progress_bar(len(nets), "models", progress)
     for net, generator in zip(nets, generators):
         train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size)
         accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size))
@@ -371,15 +130,15 @@ def _evaluate_batched(
 
     forward_all = vmap(forward_one)  # (models, batch, ...) -> (models, batch, classes)
     for generator in generators:  # the draw train_network spends on seeding the global RNG
-        _draw_seed(generator)
+        draw_seed(generator)
     num_models, num_images = len(nets), data.images.shape[0]
     epochs = config.num_epochs
-    optimizer = _sgd(params.values(), config)
+    optimizer = protocol_sgd(params.values(), config)
     template.train()
-    bar = _progress_bar(epochs, f"{num_models} models", progress)
+    bar = progress_bar(epochs, f"{num_models} models", progress)
     for epoch in range(epochs):
-        _set_lr(optimizer, learning_rate_at(epoch, epochs, config.lr))
-        orders = _epoch_orders(num_images, generators, data.images.device)
+        set_lr(optimizer, learning_rate_at(epoch, epochs, config.lr))
+        orders = epoch_orders(num_images, generators, data.images.device)
         for batch in orders.split(config.batch_size, dim=1):  # (models, batch)
             x = data.images[batch]
             if config.augment != "none":
