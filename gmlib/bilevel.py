@@ -352,6 +352,15 @@ def _progress(total: int, enabled: bool, description: str):
     return tqdm(total=total, desc=description, leave=False, disable=not enabled)
 
 
+def _student_and_real_batch(dataset, config, fixed_seed: int, generator: torch.Generator, device: torch.device):
+    """One outer step's student initialisation (fixed, or fresh from ``generator``) and real batch,
+    drawn in that order."""
+    init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
+    params = _initial_parameters(dataset, config, init_seed, device)
+    real_x, real_y = _real_batch(dataset, config.batch_real, generator)
+    return params, real_x, real_y
+
+
 def _record_step(history: dict[str, list], iteration: int, outer: Tensor, start: float, bar, config) -> bool:
     """Log one outer step; True when the configuration's time limit says to stop."""
     history["iteration"].append(iteration + 1)
@@ -382,9 +391,7 @@ def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int =
     with track_peak_memory(device) as memory:
         start = time.perf_counter()
         for iteration in range(config.iterations):
-            init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
-            params = _initial_parameters(dataset, config, init_seed, device)
-            real_x, real_y = _real_batch(dataset, config.batch_real, generator)
+            params, real_x, real_y = _student_and_real_batch(dataset, config, fixed_seed, generator, device)
             final = unrolled_training(net, params, synthetic.images, synthetic.labels, batches, lr_from_raw(raw_lrs),
                                       momentum=config.inner_momentum)
             outer = _loss(net, final, real_x, real_y)
@@ -421,9 +428,7 @@ def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: i
     with track_peak_memory(device) as memory:
         start = time.perf_counter()
         for iteration in range(config.iterations):
-            init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
-            params = _initial_parameters(dataset, config, init_seed, device)
-            real_x, real_y = _real_batch(dataset, config.batch_real, generator)
+            params, real_x, real_y = _student_and_real_batch(dataset, config, fixed_seed, generator, device)
             trained = unrolled_training(net, params, synthetic.images.detach(), synthetic.labels, whole_set, lrs,
                                         momentum=config.inner_momentum, create_graph=False)
             inner = _loss(net, trained, synthetic.images, synthetic.labels)
