@@ -4,4 +4,4 @@ Importing gmlib is cheap and never imports torchvision: every module that needs 
 dependency imports it inside the function that uses it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

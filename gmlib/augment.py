@@ -15,14 +15,17 @@ Two augmentations:
   draw reaches both batches. Every operation is differentiable with respect to the images, which
   is what lets the matching loss reach the synthetic pixels.
 * **classic** (kind ``"mnist"``): DC's evaluation augmentation for MNIST. Every image gets one
-  random op among crop, scale, rotate and noise; the geometric ops run as one batched affine
-  warp that fills uncovered pixels with the batch's per-channel mean.
+  random op among crop, scale and rotate, done exactly as the reference code does them
+  (mean-padded crop, nearest-neighbour resize on a zero canvas, cubic-spline rotation), but for
+  the whole batch at once; :class:`ClassicRecipe` describes the op set and each detail, so that
+  variants (such as gmlib's earlier affine approximation) can be measured against it.
 
 :func:`augment` is the one entry point the evaluation protocol calls.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -129,14 +132,6 @@ def _rotation_theta(degrees: Tensor, height: int, width: int) -> Tensor:
     return theta
 
 
-def _translation_theta(shift_y: Tensor, shift_x: Tensor, height: int, width: int) -> Tensor:
-    """Move the content by (shift_y, shift_x) pixels (down, right)."""
-    theta = _identity_theta(shift_y.shape[0], shift_y)
-    theta[:, 0, 2] = -2.0 * shift_x / width
-    theta[:, 1, 2] = -2.0 * shift_y / height
-    return theta
-
-
 # --------------------------------------------------------------------------------------------
 # DSA: the operations, each differentiable in x and taking (n,) parameters, n = 1 or N
 # --------------------------------------------------------------------------------------------
@@ -152,21 +147,25 @@ def _dsa_color(x: Tensor, brightness: Tensor, saturation: Tensor, contrast: Tens
     return (x - image_mean) * _per_image(contrast) + image_mean
 
 
-def _shift_with_zeros(x: Tensor, shift_y: Tensor, shift_x: Tensor) -> Tensor:
-    """Move each image by whole pixels (down, right), filling uncovered pixels with 0.
-
-    One gather with clamped indices, then a mask for the pixels that came from outside:
-    exact (no interpolation), differentiable in x, and no host-device synchronisation.
-    """
+def _gather_pixels(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """out[n, :, i, j] = x[n, :, rows[n, i], cols[n, j]], and 0 where that index falls outside
+    the image. ``rows``: (N, H_out), ``cols``: (N, W_out) integer tensors."""
     n, _, height, width = x.shape
-    rows = torch.arange(height, device=x.device) - shift_y.view(-1, 1)  # (n, H) source rows
-    cols = torch.arange(width, device=x.device) - shift_x.view(-1, 1)  # (n, W) source cols
     inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
     rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
     batch = torch.arange(n, device=x.device).view(-1, 1, 1)
     # Advanced indices on dims 0, 2, 3 broadcast to (N, H, W) and come first: result (N, H, W, C).
-    shifted = x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    return shifted * inside.unsqueeze(1).to(x.dtype)
+    gathered = x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return gathered * inside.unsqueeze(1).to(x.dtype)
+
+
+def _shift_with_zeros(x: Tensor, shift_y: Tensor, shift_x: Tensor) -> Tensor:
+    """Move each image by whole pixels (down, right), filling uncovered pixels with 0: exact
+    (no interpolation), differentiable in x, and no host-device synchronisation."""
+    _, _, height, width = x.shape
+    rows = torch.arange(height, device=x.device) - shift_y.view(-1, 1)  # (n, H) source rows
+    cols = torch.arange(width, device=x.device) - shift_x.view(-1, 1)  # (n, W) source cols
+    return _gather_pixels(x, rows, cols)
 
 
 def _dsa_cutout(x: Tensor, center_y: Tensor, center_x: Tensor) -> Tensor:
@@ -350,87 +349,233 @@ def dsa(x: Tensor, strategy: str, generator: torch.Generator, *, siamese: bool =
 # --------------------------------------------------------------------------------------------
 
 CLASSIC_OPS = ("crop", "scale", "rotate", "noise")
+CLASSIC_FILLS = ("zero", "mean")
+CLASSIC_RESAMPLINGS = ("reference", "affine")
+
+
+@dataclass(frozen=True)
+class ClassicRecipe:
+    """How the classic augmentation transforms an image; the defaults are exactly what DC's
+    reference code does for MNIST (its strategy ``crop_scale_rotate``).
+
+    Every image gets ONE op drawn uniformly from ``ops``:
+
+    * crop: pad 4 pixels with the channel mean and cut a window at a random offset ``o`` in
+      0..7, so the content moves by ``4 - o``, a whole number of pixels in ``shift_range``
+      (-3..4, down/right), per axis;
+    * scale: height and width each become ``int(U(scale_range) * side)`` pixels; the resized
+      image is centred on a canvas filled with ``scale_fill`` and the centre cut out;
+    * rotate: an integer angle in ``[-max_degrees, max_degrees)``, the output grown to hold the
+      whole rotated image, uncovered pixels filled with the mean of the channel means, the
+      centre cut out;
+    * noise (not among the reference's MNIST ops): add ``noise_std * N(0, 1)``.
+
+    ``resample='reference'`` resizes by nearest neighbour (as ``F.interpolate`` does) and rotates
+    with cubic-spline interpolation (as ``scipy.ndimage.rotate`` does); both are reproduced
+    exactly, batched. ``'affine'`` does scale and rotate as one bilinear affine warp about the
+    centre with a continuous magnification, gmlib's earlier approximation.
+    """
+
+    ops: tuple[str, ...] = ("crop", "scale", "rotate")
+    shift_range: tuple[int, int] = (-3, 4)
+    scale_range: tuple[float, float] = (0.8, 1.2)
+    max_degrees: int = 45
+    scale_fill: str = "zero"
+    resample: str = "reference"
+    noise_std: float = 0.001
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "shift_range", tuple(self.shift_range))
+        object.__setattr__(self, "scale_range", tuple(self.scale_range))
+        if not self.ops or any(op not in CLASSIC_OPS for op in self.ops) or len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops must be distinct names among {', '.join(CLASSIC_OPS)}, got {self.ops!r}")
+        low, high = self.shift_range
+        if not (isinstance(low, int) and isinstance(high, int) and low <= high):
+            raise ValueError(f"shift_range must be two integers (low, high) with low <= high, got {self.shift_range!r}")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}")
+        if not isinstance(self.max_degrees, int) or self.max_degrees < 1:
+            raise ValueError(f"max_degrees must be an integer >= 1, got {self.max_degrees!r}")
+        if self.scale_fill not in CLASSIC_FILLS:
+            raise ValueError(f"scale_fill must be one of {', '.join(CLASSIC_FILLS)}, got {self.scale_fill!r}")
+        if self.resample not in CLASSIC_RESAMPLINGS:
+            raise ValueError(f"resample must be one of {', '.join(CLASSIC_RESAMPLINGS)}, got {self.resample!r}")
+        if not self.noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std!r}")
+
+
+# The reference's MNIST augmentation, and gmlib's earlier approximation of it (four ops with
+# noise, shifts -4..4, every fill the mean, bilinear affine warps), kept for the comparison.
+MNIST_REFERENCE = ClassicRecipe()
+MNIST_AFFINE = ClassicRecipe(ops=CLASSIC_OPS, shift_range=(-4, 4), scale_fill="mean", resample="affine")
 
 
 @dataclass(frozen=True, eq=False)
 class ClassicParams:
     """Per-image draws of the classic augmentation (all tensors have N rows).
 
-    op: index into :data:`CLASSIC_OPS`; shift: (N, 2) whole pixels (down, right) used by crop;
-    scale: (N, 2) magnification (y, x) used by scale; degrees: (N,) used by rotate;
-    noise: (N, C, H, W) standard normal, added times ``noise_std`` by noise.
+    op: index into :data:`CLASSIC_OPS`; shift: (N, 2) whole pixels (down, right) for crop;
+    scale: (N, 2) size factors (y, x) for scale; degrees: (N,) whole degrees for rotate;
+    noise: (N, C, H, W) standard normal for noise, or None when the recipe has no noise op.
     """
 
     op: Tensor
     shift: Tensor
     scale: Tensor
     degrees: Tensor
-    noise: Tensor
-    noise_std: float = 0.001
+    noise: Tensor | None = None
 
 
 def sample_classic(
-    shape: tuple[int, ...] | torch.Size,
-    generator: torch.Generator,
-    *,
-    max_shift: int = 4,
-    scale_range: tuple[float, float] = (0.8, 1.2),
-    max_degrees: int = 45,
-    noise_std: float = 0.001,
+    shape: tuple[int, ...] | torch.Size, generator: torch.Generator, recipe: ClassicRecipe = MNIST_REFERENCE
 ) -> ClassicParams:
-    """Draw the classic augmentation for a batch of ``shape``: one op per image, uniformly.
-
-    crop = pad ``max_shift`` with the mean and take a random window, i.e. an integer shift in
-    [-max_shift, max_shift] per axis; scale = magnify each axis by U(scale_range), centred;
-    rotate = integer degrees in [-max_degrees, max_degrees); noise = + noise_std * N(0, 1).
-    """
+    """Draw the classic augmentation for a batch of ``shape``: one op per image, uniformly
+    among ``recipe.ops``, and every op's parameters for every image (see :class:`ClassicRecipe`)."""
     if len(shape) != 4:
         raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
     n = int(shape[0])
     device = generator.device
+    choice = torch.randint(len(recipe.ops), (n,), generator=generator, device=device)
+    op = torch.tensor([CLASSIC_OPS.index(name) for name in recipe.ops], device=device)[choice]
+    low, high = recipe.shift_range
     return ClassicParams(
-        op=torch.randint(len(CLASSIC_OPS), (n,), generator=generator, device=device),
-        shift=torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device=device),
-        scale=_uniform((n, 2), scale_range[0], scale_range[1], generator),
-        degrees=torch.randint(-max_degrees, max_degrees, (n,), generator=generator, device=device),
-        noise=torch.randn(tuple(int(s) for s in shape), generator=generator, device=device),
-        noise_std=noise_std,
+        op=op,
+        shift=torch.randint(low, high + 1, (n, 2), generator=generator, device=device),
+        scale=_uniform((n, 2), recipe.scale_range[0], recipe.scale_range[1], generator),
+        degrees=torch.randint(-recipe.max_degrees, recipe.max_degrees, (n,), generator=generator, device=device),
+        noise=torch.randn(tuple(int(s) for s in shape), generator=generator, device=device)
+        if "noise" in recipe.ops else None,
     )
 
 
-def apply_classic(x: Tensor, params: ClassicParams) -> Tensor:
-    """Apply drawn classic parameters: one affine warp for all images (each its own matrix),
-    uncovered pixels filled with the batch's per-channel mean, then noise on the noise images."""
+def _resize_nearest_centred(x: Tensor, sizes: Tensor) -> Tensor:
+    """Resize image n to ``sizes[n] = (h, w)`` pixels by nearest neighbour (``F.interpolate``'s
+    default: source index floor(i * side / size)), centre it on a zero canvas of side max(h, w,
+    H, W) and cut out the centre H x W; the reference's scale op, for all images at once."""
+    _, _, height, width = x.shape
+
+    def source_index(side: int, size: Tensor, canvas: Tensor) -> Tensor:
+        out = torch.arange(side, device=x.device) + torch.div(canvas - side, 2, rounding_mode="floor")
+        resized = out - torch.div(canvas - size, 2, rounding_mode="floor")  # index in the resized image
+        ratio = torch.tensor(float(side), dtype=torch.float32, device=x.device) / size.to(torch.float32)
+        source = torch.floor(resized.to(torch.float32) * ratio).long().clamp(max=side - 1)
+        return torch.where((resized >= 0) & (resized < size), source, -1)  # -1: outside = zero
+
+    h, w = sizes[:, :1], sizes[:, 1:]
+    canvas = torch.maximum(torch.maximum(h, w), torch.tensor(max(height, width), device=x.device))
+    return _gather_pixels(x, source_index(height, h, canvas), source_index(width, w, canvas))
+
+
+@functools.lru_cache(maxsize=8)
+def _spline_prefilter(side: int) -> Tensor:
+    """The (side, side) matrix that turns samples into cubic B-spline coefficients under
+    mirror boundaries: the inverse of c -> (c[i-1] + 4 c[i] + c[i+1]) / 6 (scipy's prefilter)."""
+    samples = torch.zeros(side, side, dtype=torch.float64)
+    for i in range(side):
+        for j, weight in ((i - 1, 1 / 6), (i, 4 / 6), (i + 1, 1 / 6)):
+            samples[i, _mirror_index(torch.tensor(j), side)] += weight
+    return torch.linalg.inv(samples)
+
+
+def _mirror_index(index: Tensor, side: int) -> Tensor:
+    """Reflect indices about the first and last pixel (..., 2, 1, 0, 1, 2, ..., side-1, side-2, ...)."""
+    if side == 1:
+        return torch.zeros_like(index)
+    period = 2 * (side - 1)
+    index = index.abs() % period
+    return torch.where(index > side - 1, period - index, index)
+
+
+def _cubic_bspline(t: Tensor) -> Tensor:
+    t = t.abs()
+    return torch.where(t < 1, 2 / 3 - t**2 + t**3 / 2, torch.where(t < 2, (2 - t) ** 3 / 6, torch.zeros_like(t)))
+
+
+def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
+    """Rotate image n by ``degrees[n]`` as ``scipy.ndimage.rotate(reshape=True, order=3,
+    mode='constant', cval=fill)`` does, then cut out the centre H x W as the reference does; all
+    images at once. Positions outside the input take ``fill``."""
+    n, _, height, width = x.shape
+    radians = degrees.to(torch.float64) * (math.pi / 180.0)
+    cos, sin = torch.cos(radians).view(-1, 1, 1), torch.sin(radians).view(-1, 1, 1)
+    # Size of the grown output plane (the rotated bounding box, rounded), and the crop's corner.
+    grown_h = torch.floor(cos.abs() * height + sin.abs() * width + 0.5)
+    grown_w = torch.floor(sin.abs() * height + cos.abs() * width + 0.5)
+    top = torch.div(grown_h - height, 2, rounding_mode="trunc")
+    left = torch.div(grown_w - width, 2, rounding_mode="trunc")
+    rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, -1, 1) + top.to(x.device)
+    cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, -1) + left.to(x.device)
+    dy, dx = rows - (grown_h.to(x.device) - 1) / 2, cols - (grown_w.to(x.device) - 1) / 2
+    cos, sin = cos.to(x.device), sin.to(x.device)
+    source_y = cos * dy + sin * dx + (height - 1) / 2  # (N, H, W) positions in the input
+    source_x = -sin * dy + cos * dx + (width - 1) / 2
+
+    coefficients = _spline_prefilter(height).to(x) @ x @ _spline_prefilter(width).to(x).T
+    taps = torch.arange(-1, 3, device=x.device, dtype=torch.float64)
+    tap_y = torch.floor(source_y).unsqueeze(-1) + taps  # (N, H, W, 4)
+    tap_x = torch.floor(source_x).unsqueeze(-1) + taps
+    weight_y = _cubic_bspline(source_y.unsqueeze(-1) - tap_y).to(x.dtype)
+    weight_x = _cubic_bspline(source_x.unsqueeze(-1) - tap_x).to(x.dtype)
+    index_y = _mirror_index(tap_y.long(), height)[..., :, None]  # (N, H, W, 4, 1)
+    index_x = _mirror_index(tap_x.long(), width)[..., None, :]  # (N, H, W, 1, 4)
+    batch = torch.arange(n, device=x.device).view(-1, 1, 1, 1, 1)
+    values = coefficients.permute(0, 2, 3, 1)[batch, index_y, index_x]  # (N, H, W, 4, 4, C)
+    weights = weight_y[..., :, None] * weight_x[..., None, :]
+    rotated = (values * weights.unsqueeze(-1)).sum(dim=(3, 4)).permute(0, 3, 1, 2)
+    outside = (source_y < 0) | (source_y > height - 1) | (source_x < 0) | (source_x > width - 1)
+    return torch.where(outside.unsqueeze(1), fill.to(x.dtype), rotated)
+
+
+def _affine_scale_rotate(x: Tensor, params: ClassicParams, recipe: ClassicRecipe, mean: Tensor) -> tuple[Tensor, Tensor]:
+    """gmlib's earlier scale and rotate: bilinear affine warps about the centre with a
+    continuous magnification; uncovered pixels take the channel mean (scale: ``scale_fill``)."""
+    _, _, height, width = x.shape
+    scale = params.scale.to(x.device, x.dtype)
+    scale_fill = mean if recipe.scale_fill == "mean" else torch.zeros_like(mean)
+    scaled = _warp(x - scale_fill, _scale_theta(1.0 / scale[:, 1], 1.0 / scale[:, 0])) + scale_fill
+    rotated = _warp(x - mean, _rotation_theta(params.degrees.to(x.device, x.dtype), height, width)) + mean
+    return scaled, rotated
+
+
+def apply_classic(x: Tensor, params: ClassicParams, recipe: ClassicRecipe = MNIST_REFERENCE) -> Tensor:
+    """Apply drawn classic parameters to every image at once (no loop over images).
+
+    Fills use the batch's per-channel mean, taken before augmenting, as the reference does.
+    """
     _check_images(x)
     n, _, height, width = x.shape
     op = params.op.to(x.device)
     if op.shape != (n,):
         raise ValueError(f"classic parameters were drawn for {op.shape[0]} images, the batch has {n}")
-    shift = params.shift.to(x.device, x.dtype)
-    scale = params.scale.to(x.device, x.dtype)
-    degrees = params.degrees.to(x.device, x.dtype)
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    shift = params.shift.to(x.device)
+    out = x
+    if "crop" in recipe.ops:
+        cropped = _shift_with_zeros(x - mean, shift[:, 0], shift[:, 1]) + mean
+        out = torch.where(_per_image(op == CLASSIC_OPS.index("crop")), cropped, out)
+    if recipe.resample == "affine":
+        scaled, rotated = _affine_scale_rotate(x, params, recipe, mean)
+    else:
+        sides = torch.tensor([height, width], device=x.device, dtype=torch.float64)
+        sizes = torch.floor(params.scale.to(x.device, torch.float64) * sides).long()
+        scale_fill = mean if recipe.scale_fill == "mean" else torch.zeros_like(mean)
+        scaled = _resize_nearest_centred(x - scale_fill, sizes) + scale_fill
+        rotated = _rotate_spline_centred(x, params.degrees.to(x.device), mean.mean())
+    if "scale" in recipe.ops:
+        out = torch.where(_per_image(op == CLASSIC_OPS.index("scale")), scaled, out)
+    if "rotate" in recipe.ops:
+        out = torch.where(_per_image(op == CLASSIC_OPS.index("rotate")), rotated, out)
+    if "noise" in recipe.ops:
+        is_noise = _per_image(op == CLASSIC_OPS.index("noise")).to(x.dtype)
+        out = out + recipe.noise_std * params.noise.to(x.device, x.dtype) * is_noise
+    return out
 
-    candidates = {
-        "crop": _translation_theta(shift[:, 0], shift[:, 1], height, width),
-        "scale": _scale_theta(1.0 / scale[:, 1], 1.0 / scale[:, 0]),  # magnify = sample a smaller region
-        "rotate": _rotation_theta(degrees, height, width),
-        "noise": _identity_theta(n, x),
-    }
-    theta = torch.zeros_like(candidates["noise"])
-    for index, name in enumerate(CLASSIC_OPS):
-        theta = torch.where((op == index).view(-1, 1, 1), candidates[name], theta)
 
-    # Filling with the mean = warping (x - mean) with zero fill, then adding the mean back.
-    channel_mean = x.mean(dim=(0, 2, 3), keepdim=True)
-    warped = _warp(x - channel_mean, theta) + channel_mean
-    is_noise = _per_image(op == CLASSIC_OPS.index("noise")).to(x.dtype)
-    return warped + params.noise_std * params.noise.to(x.device, x.dtype) * is_noise
-
-
-def classic_augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """DC's MNIST evaluation augmentation with per-image random draws (see :func:`sample_classic`)."""
+def classic_augment(x: Tensor, generator: torch.Generator, recipe: ClassicRecipe = MNIST_REFERENCE) -> Tensor:
+    """DC's MNIST evaluation augmentation with per-image random draws (see :class:`ClassicRecipe`)."""
     _check_images(x)
-    return apply_classic(x, sample_classic(x.shape, generator))
+    return apply_classic(x, sample_classic(x.shape, generator, recipe), recipe)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,12 +595,14 @@ def augment(
     generator: torch.Generator,
     *,
     dsa_strategy: str = DEFAULT_DSA_STRATEGY,
+    classic: ClassicRecipe = MNIST_REFERENCE,
 ) -> Tensor:
     """Augment a training batch: ``'none'`` (x unchanged), ``'mnist'`` (DC's classic MNIST
-    augmentation, per-image ops) or ``'dsa'`` (one DSA family per call, per-image draws)."""
+    augmentation done as ``classic`` says, per-image ops) or ``'dsa'`` (one DSA family per call,
+    per-image draws)."""
     check_augment_kind(kind)
     if kind == "none":
         return x
     if kind == "mnist":
-        return classic_augment(x, generator)
+        return classic_augment(x, generator, classic)
     return dsa(x, dsa_strategy, generator)

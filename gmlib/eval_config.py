@@ -1,19 +1,32 @@
-"""The evaluation protocol's hyperparameters (:class:`EvalConfig`, defaults = the literature's) and
-the record of one evaluation (:class:`EvalResult`)."""
+"""The evaluation protocol's hyperparameters (:class:`EvalConfig`, defaults = what DC's reference
+code runs), its named variants (:data:`PROTOCOL_VARIANTS`) and the record of one evaluation
+(:class:`EvalResult`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from torch import nn
 
-from gmlib.augment import DEFAULT_DSA_STRATEGY, check_augment_kind, parse_dsa_strategy
+from gmlib.augment import (
+    CLASSIC_OPS,
+    DEFAULT_DSA_STRATEGY,
+    MNIST_AFFINE,
+    MNIST_REFERENCE,
+    ClassicRecipe,
+    check_augment_kind,
+    parse_dsa_strategy,
+)
 from gmlib.checks import is_int
 
 EPOCHS_WITHOUT_AUGMENTATION = 300
 EPOCHS_WITH_AUGMENTATION = 1000
 LR_DECAY_FACTOR = 0.1
+# "reference": E + 1 epochs, the rate drops after 0-based epoch E // 2 + 1 (DC's code);
+# "halves": E epochs, E // 2 at the full rate, the rest at a tenth (gmlib 0.1).
+SCHEDULES = ("reference", "halves")
 
 
 @dataclass(frozen=True)
@@ -22,9 +35,14 @@ class EvalConfig:
 
     ``network_kwargs`` are passed to :func:`gmlib.networks.get_network` (e.g. ``{"width": 64}``);
     a dict is accepted and stored as a sorted tuple of pairs so the config stays hashable.
-    ``epochs=None`` means 300 without augmentation and 1000 with it. ``test_size`` evaluates on a
-    fixed random subset of that many test images (the same subset for every seed; all images when
-    the test set is smaller), for small profiles.
+    ``epochs`` is the protocol's E; ``None`` means 300 without augmentation and 1000 with it.
+    ``schedule='reference'`` trains E + 1 epochs and multiplies the learning rate by 0.1 after
+    0-based epoch E // 2 + 1, as DC's code does; ``'halves'`` trains E epochs, E // 2 at the full
+    rate. ``reset_momentum`` empties the momentum buffers at that step (the reference builds a new
+    SGD optimiser there). ``classic`` says how ``augment='mnist'`` transforms images (default: the
+    reference's crop/scale/rotate exactly). ``test_size`` evaluates on a fixed random subset of
+    that many test images (the same subset for every seed; all images when the test set is
+    smaller), for small profiles. :func:`protocol_variant` applies a named variant.
     """
 
     network: str = "convnet"
@@ -37,6 +55,9 @@ class EvalConfig:
     augment: str = "none"
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
     test_size: int | None = None
+    classic: ClassicRecipe = MNIST_REFERENCE
+    schedule: str = "reference"
+    reset_momentum: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
@@ -57,20 +78,59 @@ class EvalConfig:
             raise ValueError(f"test_size must be an integer >= 1 or None (all test images), got {self.test_size!r}")
         check_augment_kind(self.augment)
         parse_dsa_strategy(self.dsa_strategy)
+        if not isinstance(self.classic, ClassicRecipe):
+            raise ValueError(f"classic must be a gmlib.augment.ClassicRecipe, got {type(self.classic).__name__}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not isinstance(self.reset_momentum, bool):
+            raise ValueError(f"reset_momentum must be True or False, got {self.reset_momentum!r}")
 
     @property
-    def num_epochs(self) -> int:
-        """The epochs actually trained: ``epochs``, or 300/1000 by augmentation."""
+    def protocol_epochs(self) -> int:
+        """The protocol's E: ``epochs``, or 300/1000 by augmentation."""
         if self.epochs is not None:
             return self.epochs
         return EPOCHS_WITHOUT_AUGMENTATION if self.augment == "none" else EPOCHS_WITH_AUGMENTATION
+
+    @property
+    def num_epochs(self) -> int:
+        """The epochs actually trained: E + 1 under the reference schedule, E under 'halves'."""
+        return self.protocol_epochs + (1 if self.schedule == "reference" else 0)
+
+    @property
+    def decay_epoch(self) -> int:
+        """The first 0-based epoch trained at the decayed learning rate."""
+        half = self.protocol_epochs // 2
+        return half + 2 if self.schedule == "reference" else half
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for printing and JSON (network_kwargs as a dict, epochs resolved)."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
         fields["network_kwargs"] = dict(self.network_kwargs)
+        fields["classic"] = dataclasses.asdict(self.classic)
         fields["num_epochs"] = self.num_epochs
         return fields
+
+
+# Named departures from the reference protocol: each single difference that gmlib 0.1 had, and
+# gmlib 0.1's protocol as a whole. The chapters measure what each does to a reported accuracy.
+PROTOCOL_VARIANTS: dict[str, dict[str, Any]] = {
+    "reference": {},
+    "with-noise": {"classic": dataclasses.replace(MNIST_REFERENCE, ops=CLASSIC_OPS)},
+    "shift-4": {"classic": dataclasses.replace(MNIST_REFERENCE, shift_range=(-4, 4))},
+    "scale-mean-fill": {"classic": dataclasses.replace(MNIST_REFERENCE, scale_fill="mean")},
+    "affine-resample": {"classic": dataclasses.replace(MNIST_REFERENCE, resample="affine")},
+    "keep-momentum": {"reset_momentum": False},
+    "halves": {"schedule": "halves"},
+    "gmlib-0.1": {"classic": MNIST_AFFINE, "schedule": "halves", "reset_momentum": False},
+}
+
+
+def protocol_variant(config: EvalConfig, name: str) -> EvalConfig:
+    """``config`` under the named variant of :data:`PROTOCOL_VARIANTS` (other fields kept)."""
+    if name not in PROTOCOL_VARIANTS:
+        raise ValueError(f"unknown protocol variant {name!r}; allowed: {', '.join(PROTOCOL_VARIANTS)}")
+    return dataclasses.replace(config, **PROTOCOL_VARIANTS[name])
 
 
 @dataclass

@@ -4,10 +4,13 @@ An image set (synthetic or real) is judged by training freshly initialised netwo
 scratch and testing them on the real test set:
 
 * SGD, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, shuffled every epoch;
-* E epochs, E = 300 without augmentation and 1000 with it (overridable); the learning rate is
-  multiplied by 0.1 from epoch E // 2 on (0-based; "epoch E//2 + 1" counting from one);
+* E = 300 without augmentation and 1000 with it (overridable); as DC's code does, E + 1 epochs
+  are trained and the learning rate is multiplied by 0.1 after 0-based epoch E // 2 + 1, with the
+  momentum buffers emptied there (the reference builds a new optimiser);
 * augmentation per training batch, on the device: ``'none'``, ``'mnist'`` (DC's classic MNIST
-  augmentation) or ``'dsa'`` (per-image DSA draws);
+  augmentation: one of crop, scale, rotate per image, exactly as the reference does them) or
+  ``'dsa'`` (per-image DSA draws). :func:`protocol_variant` gives gmlib 0.1's protocol and
+  each single difference from the reference, by name;
 * the reported number is the FINAL-epoch test accuracy, as mean +- std over models.
 
 Model ``k`` of a call with seed ``s`` takes its initialisation and its data order/augmentation from
@@ -39,16 +42,24 @@ from torch import Tensor, nn
 
 from gmlib.augment import augment
 from gmlib.checks import check_int, is_int
-from gmlib.eval_config import EPOCHS_WITH_AUGMENTATION, EPOCHS_WITHOUT_AUGMENTATION, LR_DECAY_FACTOR, EvalConfig, EvalResult
+from gmlib.eval_config import (
+    EPOCHS_WITH_AUGMENTATION,
+    EPOCHS_WITHOUT_AUGMENTATION,
+    LR_DECAY_FACTOR,
+    PROTOCOL_VARIANTS,
+    EvalConfig,
+    EvalResult,
+    protocol_variant,
+)
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.runinfo import resolve_device
 from gmlib.training import (
     CPU_CHUNK_SIZE,
     GPU_TEST_CHUNK_SIZE,
+    apply_schedule,
     draw_seed,
     epoch_orders,
     progress_bar,
-    set_lr,
     protocol_sgd,
     learning_rate_at,
     model_seeds,
@@ -59,8 +70,8 @@ from gmlib.training import (
 # The protocol's public names, whichever module defines them (one import line for users).
 __all__ = [
     "CPU_CHUNK_SIZE", "EPOCHS_WITHOUT_AUGMENTATION", "EPOCHS_WITH_AUGMENTATION", "GPU_TEST_CHUNK_SIZE",
-    "LR_DECAY_FACTOR", "EvalConfig", "EvalResult", "WholeSetResult", "batching_obstacle", "choose_method",
-    "evaluate_across_networks", "evaluate_set", "learning_rate_at", "model_seeds", "test_accuracy",
+    "LR_DECAY_FACTOR", "PROTOCOL_VARIANTS", "EvalConfig", "EvalResult", "WholeSetResult", "batching_obstacle", "choose_method",
+    "evaluate_across_networks", "evaluate_set", "learning_rate_at", "model_seeds", "protocol_variant", "test_accuracy",
     "train_network", "train_on_whole_set",
 ]
 
@@ -137,13 +148,13 @@ def _evaluate_batched(
     template.train()
     bar = progress_bar(epochs, f"{num_models} models", progress)
     for epoch in range(epochs):
-        set_lr(optimizer, learning_rate_at(epoch, epochs, config.lr))
+        apply_schedule(optimizer, epoch, config)
         orders = epoch_orders(num_images, generators, data.images.device)
         for batch in orders.split(config.batch_size, dim=1):  # (models, batch)
             x = data.images[batch]
             if config.augment != "none":
                 x = torch.stack([
-                    augment(x[k], config.augment, generators[k], dsa_strategy=config.dsa_strategy)
+                    augment(x[k], config.augment, generators[k], dsa_strategy=config.dsa_strategy, classic=config.classic)
                     for k in range(num_models)
                 ])
             logits = forward_all(params, buffers, x)
@@ -257,6 +268,7 @@ def evaluate_set(
     num_models: int = 1,
     seed: int = 0,
     *,
+    first_model: int = 0,
     num_classes: int | None = None,
     device: str | torch.device = "auto",
     batched: bool | str = "auto",
@@ -267,7 +279,9 @@ def evaluate_set(
 ) -> EvalResult:
     """Evaluate an image set: train ``num_models`` fresh networks on it, test each one.
 
-    ``num_classes`` defaults to 1 + the largest label. ``batched``: ``'auto'`` (see
+    The models are numbers ``first_model`` .. ``first_model + num_models - 1`` of ``seed`` (see
+    :func:`model_seeds`), so a long evaluation can be split into pieces (and resumed) that give
+    the accuracies of one call. ``num_classes`` defaults to 1 + the largest label. ``batched``: ``'auto'`` (see
     :func:`choose_method`), ``True`` (vmapped; refused for BatchNorm networks) or ``False``
     (one model after another). The batched path trains at most ``max_batched_images //
     min(set size, batch size)`` models at a time to bound memory. Both paths give the same
@@ -279,6 +293,8 @@ def evaluate_set(
         raise ValueError(f"num_models must be an integer >= 1, got {num_models!r}")
     if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not is_int(first_model) or first_model < 0:
+        raise ValueError(f"first_model must be an integer >= 0, got {first_model!r}")
     if batched not in ("auto", True, False):
         raise ValueError(f"batched must be 'auto', True or False, got {batched!r}")
     if not is_int(max_batched_images) or max_batched_images < 1:
@@ -289,7 +305,7 @@ def evaluate_set(
     data = _prepare_data(images, labels, test_images, test_labels, config, num_classes, device)
 
     start = time.perf_counter()
-    seeds = [model_seeds(seed, k) for k in range(num_models)]
+    seeds = [model_seeds(seed, k) for k in range(first_model, first_model + num_models)]
     nets = [_build_network(config, tuple(data.images.shape[1:]), data.num_classes, s[0]).to(device) for s in seeds]
     generators = [torch.Generator().manual_seed(s[1]) for s in seeds]
     obstacle = batching_obstacle(nets[0])

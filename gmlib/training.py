@@ -41,10 +41,23 @@ def _global_rng_seeded_from(generator: torch.Generator) -> Iterator[None]:
         yield
 
 
-def learning_rate_at(epoch: int, epochs: int, base_lr: float) -> float:
-    """The learning rate of 0-based ``epoch`` out of ``epochs``: ``base_lr`` before ``epochs // 2``,
-    ``0.1 * base_lr`` from then on."""
-    return base_lr if epoch < epochs // 2 else base_lr * LR_DECAY_FACTOR
+def learning_rate_at(epoch: int, config: EvalConfig) -> float:
+    """The learning rate of 0-based ``epoch``: ``config.lr`` before ``config.decay_epoch``, a
+    tenth of it from then on."""
+    return config.lr if epoch < config.decay_epoch else config.lr * LR_DECAY_FACTOR
+
+
+def apply_schedule(optimizer: torch.optim.Optimizer, epoch: int, config: EvalConfig) -> float:
+    """Set ``optimizer`` up for 0-based ``epoch`` and return its learning rate.
+
+    At the decay epoch with ``config.reset_momentum`` the momentum buffers are emptied: SGD then
+    starts them afresh from the next gradient, exactly as the new optimiser the reference builds.
+    """
+    if epoch == config.decay_epoch and config.reset_momentum:
+        optimizer.state.clear()
+    lr = learning_rate_at(epoch, config)
+    set_lr(optimizer, lr)
+    return lr
 
 
 def model_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -126,13 +139,12 @@ def _train_loop(
     net.train()
     bar = progress_bar(epochs, "train", progress)
     for epoch in range(epochs):
-        lr = learning_rate_at(epoch, epochs, config.lr)
-        set_lr(optimizer, lr)
+        lr = apply_schedule(optimizer, epoch, config)
         if on_epoch is not None:
             on_epoch(epoch, lr)
         order = epoch_orders(images.shape[0], [generator], images.device)[0]
         for batch in order.split(config.batch_size):
-            x = augment(images[batch], config.augment, generator, dsa_strategy=config.dsa_strategy)
+            x = augment(images[batch], config.augment, generator, dsa_strategy=config.dsa_strategy, classic=config.classic)
             optimizer.zero_grad(set_to_none=True)
             loss = _accumulate_gradient(net, x, labels[batch], chunk_size)
             optimizer.step()
