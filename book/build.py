@@ -5,8 +5,9 @@
     python book/build.py --profile ci --reuse       # build from already executed notebooks
 
 Executed notebooks go to build/executed/<profile>/. A notebook is re-executed when its source,
-any file of gmlib, or the profile changed since its last execution: the cache key covers the
-library too, because a chapter's numbers depend on it.
+any file of gmlib, a stored run's summary in results/ or the profile changed since its last
+execution: the cache key covers the library and the stored runs too, because a chapter's numbers
+depend on them.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def chapter_notebooks(only: list[str] | None) -> list[Path]:
 
 
 def source_key(notebook: Path, profile: str) -> str:
-    """Hash of the notebook, every gmlib source file and the profile."""
+    """Hash of the notebook, every gmlib source file, the stored runs' JSON and the profile."""
     digest = hashlib.sha256(profile.encode())
-    for path in [notebook, *sorted((ROOT / "gmlib").rglob("*.py"))]:
+    stored = sorted((ROOT / "results").glob("*/*.json"))
+    for path in [notebook, *sorted((ROOT / "gmlib").rglob("*.py")), *stored]:
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

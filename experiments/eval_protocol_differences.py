@@ -107,7 +107,7 @@ def summarise(out: Path) -> dict:
             row = {"models": sorted(cells), "accuracies": accuracies, "n": len(accuracies),
                    "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies)),
                    "seconds_per_model": float(np.mean([cells[k]["seconds"] for k in cells])),
-                   "variant": PROTOCOL_VARIANTS[variant]}
+                   "description": PROTOCOL_VARIANTS[variant].description}
             paired = sorted(set(cells) & set(reference))
             if variant != "reference" and paired:
                 differences = [cells[k]["accuracy"] - reference[k]["accuracy"] for k in paired]

@@ -487,16 +487,21 @@ def _mirror_index(index: Tensor, side: int) -> Tensor:
     return torch.where(index > side - 1, period - index, index)
 
 
-def _cubic_bspline(t: Tensor) -> Tensor:
-    t = t.abs()
-    return torch.where(t < 1, 2 / 3 - t**2 + t**3 / 2, torch.where(t < 2, (2 - t) ** 3 / 6, torch.zeros_like(t)))
+def _cubic_bspline_weights(fraction: Tensor) -> Tensor:
+    """Weights of the four taps floor(p) - 1 .. floor(p) + 2 of a cubic B-spline at a position
+    ``p`` whose fractional part is ``fraction``: shape ``fraction.shape + (4,)``."""
+    f = fraction.unsqueeze(-1)
+    g = 1 - f
+    return torch.cat([g**3 / 6, 2 / 3 - f**2 + f**3 / 2, 2 / 3 - g**2 + g**3 / 2, f**3 / 6], dim=-1)
 
 
 def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
     """Rotate image n by ``degrees[n]`` as ``scipy.ndimage.rotate(reshape=True, order=3,
     mode='constant', cval=fill)`` does, then cut out the centre H x W as the reference does; all
     images at once. Positions outside the input take ``fill``."""
-    n, _, height, width = x.shape
+    n, channels, height, width = x.shape
+    if min(height, width) < 3:
+        raise ValueError(f"the classic rotation needs images of at least 3 x 3 pixels, got {height} x {width}")
     radians = degrees.to(torch.float64) * (math.pi / 180.0)
     cos, sin = torch.cos(radians).view(-1, 1, 1), torch.sin(radians).view(-1, 1, 1)
     # Size of the grown output plane (the rotated bounding box, rounded), and the crop's corner.
@@ -504,26 +509,26 @@ def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
     grown_w = torch.floor(sin.abs() * height + cos.abs() * width + 0.5)
     top = torch.div(grown_h - height, 2, rounding_mode="trunc")
     left = torch.div(grown_w - width, 2, rounding_mode="trunc")
-    rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, -1, 1) + top.to(x.device)
-    cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, -1) + left.to(x.device)
-    dy, dx = rows - (grown_h.to(x.device) - 1) / 2, cols - (grown_w.to(x.device) - 1) / 2
-    cos, sin = cos.to(x.device), sin.to(x.device)
+    rows = torch.arange(height, device=x.device, dtype=torch.float64).view(1, -1, 1) + top
+    cols = torch.arange(width, device=x.device, dtype=torch.float64).view(1, 1, -1) + left
+    dy, dx = rows - (grown_h - 1) / 2, cols - (grown_w - 1) / 2
     source_y = cos * dy + sin * dx + (height - 1) / 2  # (N, H, W) positions in the input
     source_x = -sin * dy + cos * dx + (width - 1) / 2
-
-    coefficients = _spline_prefilter(height).to(x) @ x @ _spline_prefilter(width).to(x).T
-    taps = torch.arange(-1, 3, device=x.device, dtype=torch.float64)
-    tap_y = torch.floor(source_y).unsqueeze(-1) + taps  # (N, H, W, 4)
-    tap_x = torch.floor(source_x).unsqueeze(-1) + taps
-    weight_y = _cubic_bspline(source_y.unsqueeze(-1) - tap_y).to(x.dtype)
-    weight_x = _cubic_bspline(source_x.unsqueeze(-1) - tap_x).to(x.dtype)
-    index_y = _mirror_index(tap_y.long(), height)[..., :, None]  # (N, H, W, 4, 1)
-    index_x = _mirror_index(tap_x.long(), width)[..., None, :]  # (N, H, W, 1, 4)
-    batch = torch.arange(n, device=x.device).view(-1, 1, 1, 1, 1)
-    values = coefficients.permute(0, 2, 3, 1)[batch, index_y, index_x]  # (N, H, W, 4, 4, C)
-    weights = weight_y[..., :, None] * weight_x[..., None, :]
-    rotated = (values * weights.unsqueeze(-1)).sum(dim=(3, 4)).permute(0, 3, 1, 2)
     outside = (source_y < 0) | (source_y > height - 1) | (source_x < 0) | (source_x > width - 1)
+
+    # Cubic-spline interpolation: prefilter the samples to coefficients, extend them by mirroring
+    # (scipy's boundary), then weigh the 4 x 4 coefficients around each position.
+    coefficients = _spline_prefilter(height).to(x) @ x @ _spline_prefilter(width).to(x).T
+    padded = F.pad(coefficients, (2, 2, 2, 2), mode="reflect")  # ..., c2, c1, c0, c1, c2, ...
+    source_y, source_x = source_y.clamp(0, height - 1), source_x.clamp(0, width - 1)  # outside: any tap
+    row, col = torch.floor(source_y), torch.floor(source_x)
+    corner = (row.long() + 1) * (width + 4) + col.long() + 1  # padded index of tap (row - 1, col - 1)
+    offsets = (torch.arange(4, device=x.device).view(4, 1) * (width + 4) + torch.arange(4, device=x.device)).view(-1)
+    index = (corner.view(n, 1, -1, 1) + offsets).view(n, 1, -1).expand(n, channels, -1)
+    values = padded.flatten(2).gather(2, index).view(n, channels, height, width, 4, 4)
+    weight_y = _cubic_bspline_weights((source_y - row).to(x.dtype))  # (N, H, W, 4)
+    weight_x = _cubic_bspline_weights((source_x - col).to(x.dtype))
+    rotated = torch.einsum("nchwij,nhwi,nhwj->nchw", values, weight_y, weight_x)
     return torch.where(outside.unsqueeze(1), fill.to(x.dtype), rotated)
 
 
@@ -566,9 +571,12 @@ def apply_classic(x: Tensor, params: ClassicParams, recipe: ClassicRecipe = MNIS
         out = torch.where(_per_image(op == CLASSIC_OPS.index("scale")), scaled, out)
     if "rotate" in recipe.ops:
         out = torch.where(_per_image(op == CLASSIC_OPS.index("rotate")), rotated, out)
-    if "noise" in recipe.ops:
-        is_noise = _per_image(op == CLASSIC_OPS.index("noise")).to(x.dtype)
-        out = out + recipe.noise_std * params.noise.to(x.device, x.dtype) * is_noise
+    is_noise = op == CLASSIC_OPS.index("noise")
+    if "noise" in recipe.ops and params.noise is not None:
+        out = out + recipe.noise_std * params.noise.to(x.device, x.dtype) * _per_image(is_noise).to(x.dtype)
+    elif params.noise is None and bool(is_noise.any()):
+        raise ValueError("some images drew the noise op but the parameters hold no noise; draw them with a recipe "
+                         "whose ops include 'noise'")
     return out
 
 

@@ -178,7 +178,7 @@ def _distill(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.augment import dsa_strategy_for
     from gmlib.data import DataError
-    from gmlib.evaluate import EvalConfig, evaluate_across_networks
+    from gmlib.evaluate import EvalConfig, evaluate_across_networks, protocol_variant
     from gmlib.matching import METHODS, evaluation_augment
     from gmlib.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
@@ -198,6 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = EvalConfig(network_kwargs={"width": args.width or profile.eval_width},
                         epochs=args.epochs if args.epochs is not None else profile.eval_epochs,
                         test_size=profile.eval_test_size, augment=augment, **strategy)
+    config = protocol_variant(config, args.protocol)
     try:
         dataset = _load_dataset(syn.dataset, device, args.cache_dir)
     except DataError as error:
@@ -211,7 +212,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                        progress=args.progress)
     report: dict[str, Any] = {
         "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
-        "models": models, "device": str(device), "hardware": describe_hardware(device),
+        "models": models, "protocol": args.protocol, "device": str(device), "hardware": describe_hardware(device),
         "versions": library_versions(), "results": {},
     }
     for name, result in results.items():
@@ -249,6 +250,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
+    from gmlib.eval_config import PROTOCOL_VARIANTS
     from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
     from gmlib.inner_loop import INNER_STEP_POLICIES
     from gmlib.match_levels import MATCH_LEVELS
@@ -335,18 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="train fresh networks on a synthetic set and report test accuracy",
         description="Evaluate SET (written by `distill` or gmlib.synthetic.save_synthetic): train fresh networks "
-                    "on it from scratch (SGD, momentum 0.9, weight decay 5e-4, lr x0.1 at half the epochs) and "
-                    "test them on the dataset's real test set; print mean +- std per network.")
+                    "on it from scratch as DC's reference code does (SGD, momentum 0.9, weight decay 5e-4, E + 1 "
+                    "epochs, lr x0.1 after epoch E//2 + 1 with fresh momentum) and test them on the dataset's real "
+                    "test set; print mean +- std per network.")
     evaluate.add_argument("set", help="synthetic-set file (.pt)")
     evaluate.add_argument("--networks", nargs="+", default=["convnet"], choices=NETWORK_NAMES, metavar="NETWORK",
                           help=f"networks to train, from: {', '.join(NETWORK_NAMES)} (default: convnet)")
     evaluate.add_argument("--models", type=_int_at_least(1), default=None,
                           help="models per network (default: the profile's; the papers use 100)")
     evaluate.add_argument("--epochs", type=_int_at_least(1), default=None,
-                          help="training epochs (default: the profile's; the protocol's 300, or 1000 with augmentation)")
+                          help="the protocol's E (default: the profile's; 300, or 1000 with augmentation); the "
+                               "reference schedule trains E + 1 epochs")
     evaluate.add_argument("--augment", default="auto", choices=("auto", "none", "mnist", "dsa"),
                           help="training augmentation: auto = dsa for DSA sets, DC's classic one for MNIST, "
                                "else none (default: %(default)s)")
+    evaluate.add_argument("--protocol", default="reference", choices=tuple(PROTOCOL_VARIANTS), metavar="VARIANT",
+                          help="the reference protocol or a named departure from it, to measure what the detail "
+                               f"changes: {', '.join(PROTOCOL_VARIANTS)} (default: %(default)s; gmlib-0.1 is "
+                               "gmlib 0.1's protocol)")
     evaluate.add_argument("--width", type=_int_at_least(1), default=None,
                           help="ConvNet width of the evaluated networks (default: the profile's)")
     evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from torch import nn
 
@@ -112,17 +112,29 @@ class EvalConfig:
         return fields
 
 
-# Named departures from the reference protocol: each single difference that gmlib 0.1 had, and
-# gmlib 0.1's protocol as a whole. The chapters measure what each does to a reported accuracy.
-PROTOCOL_VARIANTS: dict[str, dict[str, Any]] = {
-    "reference": {},
-    "with-noise": {"classic": dataclasses.replace(MNIST_REFERENCE, ops=CLASSIC_OPS)},
-    "shift-4": {"classic": dataclasses.replace(MNIST_REFERENCE, shift_range=(-4, 4))},
-    "scale-mean-fill": {"classic": dataclasses.replace(MNIST_REFERENCE, scale_fill="mean")},
-    "affine-resample": {"classic": dataclasses.replace(MNIST_REFERENCE, resample="affine")},
-    "keep-momentum": {"reset_momentum": False},
-    "halves": {"schedule": "halves"},
-    "gmlib-0.1": {"classic": MNIST_AFFINE, "schedule": "halves", "reset_momentum": False},
+class ProtocolVariant(NamedTuple):
+    """A named departure from the reference protocol: what it changes, in words and as fields."""
+
+    description: str
+    changes: Mapping[str, Any]
+
+
+# Each single difference that gmlib 0.1 had from the reference, and gmlib 0.1's protocol as a
+# whole. The book measures what each does to a reported accuracy.
+PROTOCOL_VARIANTS: dict[str, ProtocolVariant] = {
+    "reference": ProtocolVariant("DC's code: crop/scale/rotate, E + 1 epochs, fresh momentum at the decay", {}),
+    "with-noise": ProtocolVariant("noise (+0.001 N(0, 1)) drawn as a fourth op",
+                                  {"classic": dataclasses.replace(MNIST_REFERENCE, ops=CLASSIC_OPS)}),
+    "shift-4": ProtocolVariant("crop shifts -4..4 instead of -3..4",
+                               {"classic": dataclasses.replace(MNIST_REFERENCE, shift_range=(-4, 4))}),
+    "scale-mean-fill": ProtocolVariant("a shrunk image padded with the mean instead of zeros",
+                                       {"classic": dataclasses.replace(MNIST_REFERENCE, scale_fill="mean")}),
+    "affine-resample": ProtocolVariant("scale and rotate as bilinear affine warps (continuous sizes)",
+                                       {"classic": dataclasses.replace(MNIST_REFERENCE, resample="affine")}),
+    "keep-momentum": ProtocolVariant("momentum buffers kept at the learning-rate step", {"reset_momentum": False}),
+    "halves": ProtocolVariant("E epochs in two halves instead of E + 1 split after E/2 + 1", {"schedule": "halves"}),
+    "gmlib-0.1": ProtocolVariant("gmlib 0.1: all of the above at once",
+                                 {"classic": MNIST_AFFINE, "schedule": "halves", "reset_momentum": False}),
 }
 
 
@@ -130,7 +142,7 @@ def protocol_variant(config: EvalConfig, name: str) -> EvalConfig:
     """``config`` under the named variant of :data:`PROTOCOL_VARIANTS` (other fields kept)."""
     if name not in PROTOCOL_VARIANTS:
         raise ValueError(f"unknown protocol variant {name!r}; allowed: {', '.join(PROTOCOL_VARIANTS)}")
-    return dataclasses.replace(config, **PROTOCOL_VARIANTS[name])
+    return dataclasses.replace(config, **PROTOCOL_VARIANTS[name].changes)
 
 
 @dataclass

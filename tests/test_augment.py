@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
+from scipy.ndimage import rotate as scipy_rotate
 
 from gmlib.augment import (
     CLASSIC_OPS,
+    MNIST_AFFINE,
+    MNIST_REFERENCE,
+    ClassicRecipe,
     DEFAULT_DSA_STRATEGY,
     DSA_FAMILIES,
     ClassicParams,
@@ -281,7 +288,7 @@ def test_gradcheck_against_finite_differences(family: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def classic_params(x: torch.Tensor, op: str, shift=(0, 0), scale=(1.0, 1.0), degrees=0.0) -> ClassicParams:
+def classic_params(x: torch.Tensor, op: str, shift=(0, 0), scale=(1.0, 1.0), degrees=0) -> ClassicParams:
     n = x.shape[0]
     return ClassicParams(
         op=torch.full((n,), CLASSIC_OPS.index(op)),
@@ -292,13 +299,34 @@ def classic_params(x: torch.Tensor, op: str, shift=(0, 0), scale=(1.0, 1.0), deg
     )
 
 
+def reference_scale(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """DC's scale op on one (C, H, W) image, the obvious way: resize, centre on zeros, cut out."""
+    side = image.shape[-1]
+    resized = F.interpolate(image[None], [h, w])[0]
+    canvas_side = max(h, w, side)
+    canvas = torch.zeros(image.shape[0], canvas_side, canvas_side)
+    top, left = (canvas_side - h) // 2, (canvas_side - w) // 2
+    canvas[:, top : top + h, left : left + w] = resized
+    start = (canvas_side - side) // 2
+    return canvas[:, start : start + side, start : start + side]
+
+
+def reference_rotate(image: torch.Tensor, degrees: int, fill: float) -> torch.Tensor:
+    """DC's rotate op on one (C, H, W) image: scipy's cubic-spline rotation with a grown output,
+    then the centre cut out."""
+    rotated = scipy_rotate(image.numpy(), angle=degrees, axes=(-2, -1), cval=fill)
+    top, left = (rotated.shape[-2] - image.shape[-2]) // 2, (rotated.shape[-1] - image.shape[-1]) // 2
+    return torch.from_numpy(rotated[:, top : top + image.shape[-2], left : left + image.shape[-1]].copy())
+
+
+@pytest.mark.parametrize("recipe", [MNIST_REFERENCE, MNIST_AFFINE], ids=["reference", "affine"])
 @pytest.mark.parametrize("op", ["crop", "scale", "rotate"])
-def test_classic_identity_parameters_give_the_input_back(op: str) -> None:
+def test_classic_identity_parameters_give_the_input_back(op: str, recipe: ClassicRecipe) -> None:
     x = images(3, 1, 12)
-    torch.testing.assert_close(apply_classic(x, classic_params(x, op)), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(apply_classic(x, classic_params(x, op), recipe), x, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("shift", [(4, -4), (-2, 3)])
+@pytest.mark.parametrize("shift", [(4, -3), (-2, 3)])
 def test_classic_crop_shifts_content_and_fills_with_the_channel_mean(shift: tuple[int, int]) -> None:
     x = images(3, 2, 12) + torch.tensor([1.0, -2.0]).view(1, 2, 1, 1)
     mean = x.mean(dim=(0, 2, 3))
@@ -306,16 +334,54 @@ def test_classic_crop_shifts_content_and_fills_with_the_channel_mean(shift: tupl
     torch.testing.assert_close(out, shift_reference(x, *shift, fill=mean), atol=1e-5, rtol=1e-5)
 
 
-def test_classic_scale_magnifies_about_the_centre() -> None:
-    ramp = (torch.arange(8.0) - 3.5).view(1, 1, 1, 8).expand(2, 1, 8, 8)
-    out = apply_classic(ramp, classic_params(ramp, "scale", scale=(1.0, 2.0)))
-    torch.testing.assert_close(out, ramp / 2, atol=1e-5, rtol=0)  # mean 0: no visible fill
+@pytest.mark.parametrize("recipe, shifts", [(MNIST_REFERENCE, range(-3, 5)), (MNIST_AFFINE, range(-4, 5))],
+                         ids=["reference", "affine"])
+def test_classic_crop_moves_a_bright_pixel_by_every_allowed_shift_and_no_other(recipe, shifts) -> None:
+    x = torch.zeros(3000, 1, 28, 28)
+    x[:, 0, 14, 14] = 100.0  # the batch mean stays far below the pixel
+    crop_only = dataclasses.replace(recipe, ops=("crop",))
+    out = classic_augment(x, gen(20), crop_only)
+    where = out.flatten(1).argmax(dim=1)
+    moved_y, moved_x = where // 28 - 14, where % 28 - 14
+    assert set(moved_y.tolist()) == set(shifts) and set(moved_x.tolist()) == set(shifts)
+
+
+def test_classic_scale_equals_nearest_resize_on_a_zero_canvas_for_every_size() -> None:
+    x = images(121, 2, 28, seed=3)
+    factors = torch.tensor([[0.8 + 0.4 * i / 11, 0.8 + 0.4 * j / 11] for i in range(11) for j in range(11)]) + 1e-6
+    out = apply_classic(x, ClassicParams(
+        op=torch.full((121,), CLASSIC_OPS.index("scale")), shift=torch.zeros(121, 2, dtype=torch.long),
+        scale=factors, degrees=torch.zeros(121, dtype=torch.long)))
+    for k in range(121):
+        h, w = int(factors[k, 0].item() * 28), int(factors[k, 1].item() * 28)
+        torch.testing.assert_close(out[k], reference_scale(x[k], h, w), atol=0, rtol=0)
+
+
+def test_classic_shrink_leaves_zeros_at_the_border_not_the_mean() -> None:
+    x = torch.ones(2, 1, 28, 28)  # mean 1: a mean fill would be invisible
+    out = apply_classic(x, classic_params(x, "scale", scale=(0.8, 0.8)))  # 22 x 22 pixels, 3 zero rows each side
+    assert out[:, :, :3].abs().max() == 0 and out[:, :, -3:].abs().max() == 0
+    assert out[:, :, :, :3].abs().max() == 0 and out[:, :, :, -3:].abs().max() == 0
+    assert torch.all(out[:, :, 3:-3, 3:-3] == 1)
+    mean_fill = apply_classic(x, classic_params(x, "scale", scale=(0.8, 0.8)), dataclasses.replace(MNIST_REFERENCE, scale_fill="mean"))
+    assert torch.all(mean_fill == 1)
+
+
+def test_classic_rotation_equals_scipys_cubic_spline_rotation_at_every_angle() -> None:
+    x = images(90, 1, 28, seed=4)
+    angles = torch.arange(-45, 45)
+    params = ClassicParams(op=torch.full((90,), CLASSIC_OPS.index("rotate")), shift=torch.zeros(90, 2, dtype=torch.long),
+                           scale=torch.ones(90, 2), degrees=angles)
+    out = apply_classic(x, params)
+    fill = x.mean().item()
+    for k, angle in enumerate(angles.tolist()):
+        torch.testing.assert_close(out[k], reference_rotate(x[k], angle, fill), atol=2e-5, rtol=0)
 
 
 def test_classic_rotation_fills_corners_with_the_mean() -> None:
     x = torch.zeros(2, 1, 9, 9)
     x[0] = 1.0  # batch mean 0.5
-    out = apply_classic(x, classic_params(x, "rotate", degrees=45.0))
+    out = apply_classic(x, classic_params(x, "rotate", degrees=44))
     assert out[0, 0, 0, 0].item() == pytest.approx(0.5, abs=1e-5)
     assert out[0, 0, 4, 4].item() == pytest.approx(1.0, abs=1e-5)
 
@@ -323,18 +389,43 @@ def test_classic_rotation_fills_corners_with_the_mean() -> None:
 def test_classic_noise_adds_a_thousandth_of_the_draw() -> None:
     x = images(3, 1, 8)
     params = classic_params(x, "noise")
-    torch.testing.assert_close(apply_classic(x, params), x + 0.001 * params.noise, atol=1e-5, rtol=0)
+    torch.testing.assert_close(apply_classic(x, params, MNIST_AFFINE), x + 0.001 * params.noise, atol=1e-5, rtol=0)
 
 
-def test_classic_draws_every_op_and_the_documented_ranges() -> None:
-    params = sample_classic((4000, 1, 4, 4), gen(11))
-    assert torch.bincount(params.op, minlength=4).min() > 800
-    assert params.shift.min() == -4 and params.shift.max() == 4
+def test_reference_mnist_draws_one_of_exactly_three_ops_per_image() -> None:
+    params = sample_classic((3000, 1, 4, 4), gen(11))
+    counts = torch.bincount(params.op, minlength=len(CLASSIC_OPS))
+    assert counts[CLASSIC_OPS.index("noise")] == 0 and params.noise is None
+    assert counts[:3].min() > 900
+    assert params.shift.min() == -3 and params.shift.max() == 4
     assert 0.8 <= params.scale.min() and params.scale.max() < 1.2
     assert params.degrees.min() == -45 and params.degrees.max() == 44
+
+
+def test_gmlib_0_1_recipe_draws_four_ops_and_shifts_of_four() -> None:
+    params = sample_classic((4000, 1, 4, 4), gen(11), MNIST_AFFINE)
+    assert torch.bincount(params.op, minlength=4).min() > 800
+    assert params.shift.min() == -4 and params.shift.max() == 4
 
 
 def test_classic_applies_a_different_op_to_each_image() -> None:
     x = images(1, 1, 12).expand(64, 1, 12, 12).contiguous()
     out = classic_augment(x, gen(12))
     assert len({tuple(row.tolist()) for row in out.flatten(1)[:, :20]}) > 10
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"ops": ("crop", "blur")}, "ops must be distinct names among crop, scale, rotate, noise.*'blur'"),
+        ({"ops": ()}, "ops must be"),
+        ({"shift_range": (4, -3)}, r"shift_range.*low <= high, got \(4, -3\)"),
+        ({"scale_range": (0.0, 1.2)}, "scale_range"),
+        ({"max_degrees": 0}, "max_degrees must be an integer >= 1, got 0"),
+        ({"scale_fill": "edge"}, "scale_fill must be one of zero, mean, got 'edge'"),
+        ({"resample": "bicubic"}, "resample must be one of reference, affine, got 'bicubic'"),
+    ],
+)
+def test_bad_classic_recipes_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClassicRecipe(**changes)

@@ -132,6 +132,18 @@ def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, caps
     assert convnet["config"]["dsa_strategy"] == "color_crop_cutout_scale_rotate"  # digits: no flip
     assert gmlib("evaluate", tmp_path / "missing.pt", "--profile", "ci") == 2
     assert "missing.pt" in capsys.readouterr().err
+    # gmlib 0.1's protocol by name: its MNIST augmentation and schedule reach the config.
+    old_path = tmp_path / "old.json"
+    assert gmlib("evaluate", out / "synthetic.pt", "--models", "1", "--epochs", "2", "--profile", "ci", "--width", "8",
+                 "--augment", "mnist", "--protocol", "gmlib-0.1", "--json", old_path, "--no-progress") == 0
+    old = json.loads(old_path.read_text())
+    assert old["protocol"] == "gmlib-0.1"
+    config = old["results"]["convnet"]["config"]
+    assert (config["schedule"], config["reset_momentum"], config["num_epochs"]) == ("halves", False, 2)
+    assert config["classic"]["resample"] == "affine" and "noise" in config["classic"]["ops"]
+    capsys.readouterr()
+    assert gmlib("evaluate", out / "synthetic.pt", "--protocol", "newest") == 2
+    assert "invalid choice: 'newest'" in capsys.readouterr().err
 
 
 def test_distill_takes_the_matching_variants_and_records_them(tmp_path, capsys) -> None:

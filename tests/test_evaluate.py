@@ -7,18 +7,22 @@ import dataclasses
 import pytest
 import torch
 
+from gmlib.augment import MNIST_AFFINE
 from gmlib.evaluate import (
+    PROTOCOL_VARIANTS,
     EvalConfig,
     choose_method,
     evaluate_across_networks,
     evaluate_set,
     learning_rate_at,
     model_seeds,
+    protocol_variant,
     test_accuracy,
     train_network,
     train_on_whole_set,
 )
 from gmlib.networks import get_network
+from gmlib.training import apply_schedule, draw_seed
 
 SMALL_CONVNET = EvalConfig(network="convnet", network_kwargs={"width": 8}, epochs=4)
 MLP = EvalConfig(network="mlp", epochs=10)
@@ -45,11 +49,64 @@ def constant_images(n_per_class: int, size: int = 8) -> tuple[torch.Tensor, torc
 # ------------------------------------------------------------------------------------------
 
 
-def test_learning_rate_drops_tenfold_exactly_at_half_the_epochs() -> None:
-    rates = [learning_rate_at(epoch, 300, 0.01) for epoch in range(300)]
-    assert rates[:150] == [0.01] * 150
-    assert rates[150:] == pytest.approx([0.001] * 150)
-    assert [learning_rate_at(e, 7, 1.0) for e in range(7)] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.1])
+def test_reference_schedule_trains_one_extra_epoch_and_decays_after_epoch_half_plus_one() -> None:
+    config = EvalConfig(epochs=1000)
+    rates = [learning_rate_at(epoch, config) for epoch in range(config.num_epochs)]
+    assert config.num_epochs == 1001 and config.decay_epoch == 502
+    assert rates[:502] == [0.01] * 502  # 0-based epochs 0..501: the reference decays after 501
+    assert rates[502:] == pytest.approx([0.001] * 499)
+    small = EvalConfig(epochs=7, lr=1.0)
+    assert [learning_rate_at(e, small) for e in range(small.num_epochs)] == pytest.approx([1, 1, 1, 1, 1, 0.1, 0.1, 0.1])
+
+
+def test_halves_schedule_is_gmlib_0_1s() -> None:
+    config = EvalConfig(epochs=300, schedule="halves")
+    rates = [learning_rate_at(epoch, config) for epoch in range(config.num_epochs)]
+    assert config.num_epochs == 300
+    assert rates[:150] == [0.01] * 150 and rates[150:] == pytest.approx([0.001] * 150)
+
+
+def sgd_with_momentum_state() -> tuple[torch.optim.SGD, torch.Tensor]:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=0.01, momentum=0.9)
+    weight.sum().backward()
+    optimizer.step()
+    return optimizer, weight
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_momentum_buffers_are_emptied_at_the_decay_only_when_asked(reset: bool) -> None:
+    config = EvalConfig(epochs=6, reset_momentum=reset)  # decay_epoch 5
+    optimizer, weight = sgd_with_momentum_state()
+    buffer = optimizer.state[weight]["momentum_buffer"].clone()
+    assert apply_schedule(optimizer, config.decay_epoch - 1, config) == 0.01
+    torch.testing.assert_close(optimizer.state[weight]["momentum_buffer"], buffer)  # before: untouched
+    assert apply_schedule(optimizer, config.decay_epoch, config) == pytest.approx(0.001)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
+    assert (weight not in optimizer.state) == reset
+    assert apply_schedule(optimizer, config.decay_epoch + 1, config) == pytest.approx(0.001)
+
+
+def test_training_equals_the_reference_loop_that_builds_a_new_optimiser_at_the_decay() -> None:
+    """E + 1 epochs, the rate x0.1 after epoch E//2 + 1 by a new SGD (empty momentum), as DC's code."""
+    images, labels = random_set(8)
+    config = dataclasses.replace(MLP, epochs=6, batch_size=4)
+    ours = train_network(get_network("mlp", 1, 4, 12, seed=0), images, labels, config, gen(3), chunk_size=4)
+
+    net, generator = get_network("mlp", 1, 4, 12, seed=0), gen(3)
+    draw_seed(generator)  # what train_network spends on seeding the global RNG
+    lr = config.lr
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    for epoch in range(config.epochs + 1):
+        for batch in torch.randperm(8, generator=generator).split(4):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(images[batch]), labels[batch]).backward()
+            optimizer.step()
+        if epoch == config.epochs // 2 + 1:
+            lr *= 0.1
+            optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    for a, b in zip(ours.parameters(), net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_train_network_applies_the_schedule_to_its_optimiser() -> None:
@@ -58,15 +115,31 @@ def test_train_network_applies_the_schedule_to_its_optimiser() -> None:
     seen: list[tuple[int, float]] = []
     config = dataclasses.replace(MLP, epochs=6)
     train_network(net, images, labels, config, gen(), on_epoch=lambda epoch, lr: seen.append((epoch, lr)))
-    assert [epoch for epoch, _ in seen] == list(range(6))
-    assert [lr for _, lr in seen] == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.001])
+    assert [epoch for epoch, _ in seen] == list(range(7))
+    assert [lr for _, lr in seen] == pytest.approx([0.01] * 5 + [0.001] * 2)
 
 
 def test_default_epochs_follow_the_augmentation() -> None:
-    assert EvalConfig().num_epochs == 300
-    assert EvalConfig(augment="dsa").num_epochs == 1000
-    assert EvalConfig(augment="mnist").num_epochs == 1000
-    assert EvalConfig(augment="dsa", epochs=20).num_epochs == 20
+    assert EvalConfig().protocol_epochs == 300 and EvalConfig().num_epochs == 301
+    assert EvalConfig(augment="dsa").num_epochs == 1001
+    assert EvalConfig(augment="mnist").num_epochs == 1001
+    assert EvalConfig(augment="dsa", epochs=20).num_epochs == 21
+    assert EvalConfig(augment="dsa", epochs=20, schedule="halves").num_epochs == 20
+
+
+def test_protocol_variants_change_one_thing_each_and_gmlib_0_1_all_of_them() -> None:
+    reference = EvalConfig(augment="mnist")
+    changed = {}
+    for name in PROTOCOL_VARIANTS:
+        variant = protocol_variant(reference, name)
+        changed[name] = {f for f in ("classic", "schedule", "reset_momentum") if getattr(variant, f) != getattr(reference, f)}
+    assert changed["reference"] == set()
+    singles = [name for name in PROTOCOL_VARIANTS if name not in ("reference", "gmlib-0.1")]
+    assert all(len(changed[name]) == 1 for name in singles)
+    old = protocol_variant(reference, "gmlib-0.1")
+    assert old.classic == MNIST_AFFINE and old.schedule == "halves" and old.reset_momentum is False
+    with pytest.raises(ValueError, match="unknown protocol variant 'newest'.*reference"):
+        protocol_variant(reference, "newest")
 
 
 def test_config_is_hashable_and_prints_as_plain_data() -> None:
@@ -74,7 +147,8 @@ def test_config_is_hashable_and_prints_as_plain_data() -> None:
     assert config.network_kwargs == (("depth", 2), ("width", 64))
     assert hash(config) == hash(EvalConfig(network_kwargs={"depth": 2, "width": 64}))
     assert config.as_dict()["network_kwargs"] == {"depth": 2, "width": 64}
-    assert config.as_dict()["num_epochs"] == 300
+    assert config.as_dict()["num_epochs"] == 301
+    assert config.as_dict()["classic"]["ops"] == ("crop", "scale", "rotate")
 
 
 def test_accuracy_counts_correct_predictions_and_restores_the_mode() -> None:
@@ -120,6 +194,15 @@ def test_same_seed_same_accuracies_and_models_differ() -> None:
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     other = evaluate_set(images, labels, test_images, test_labels, config, 3, seed=6, device="cpu", keep_networks=True)
     assert not torch.equal(other.networks[0].state_dict()["classifier.weight"], weights[0])
+
+
+def test_an_evaluation_split_by_first_model_equals_one_call() -> None:
+    images, labels = random_set(12, seed=2)
+    config = dataclasses.replace(MLP, epochs=3)
+    whole = evaluate_set(images, labels, images, labels, config, 3, seed=5, device="cpu").accuracies
+    first = evaluate_set(images, labels, images, labels, config, 1, seed=5, device="cpu").accuracies
+    rest = evaluate_set(images, labels, images, labels, config, 2, seed=5, first_model=1, device="cpu").accuracies
+    assert first + rest == whole
 
 
 def test_std_is_the_population_std_over_models() -> None:
@@ -229,6 +312,9 @@ def test_whole_set_and_cross_architecture_helpers() -> None:
         ({"batch_size": 0}, "batch_size.*0"),
         ({"lr": -0.1}, "lr.*-0.1"),
         ({"test_size": 0}, "test_size.*0"),
+        ({"schedule": "cosine"}, "schedule must be one of reference, halves, got 'cosine'"),
+        ({"reset_momentum": "yes"}, "reset_momentum must be True or False.*'yes'"),
+        ({"classic": "reference"}, "classic must be a gmlib.augment.ClassicRecipe, got str"),
     ],
 )
 def test_bad_config_is_refused(changes: dict, message: str) -> None:
@@ -248,6 +334,8 @@ def test_bad_sets_are_refused() -> None:
         evaluate_set(images, labels, images, labels, MLP, device="cpu", num_classes=2)
     with pytest.raises(ValueError, match="num_models.*0"):
         evaluate_set(images, labels, images, labels, MLP, num_models=0, device="cpu")
+    with pytest.raises(ValueError, match="first_model must be an integer >= 0, got -1"):
+        evaluate_set(images, labels, images, labels, MLP, first_model=-1, device="cpu")
     with pytest.raises(ValueError, match="batched.*'yes'"):
         evaluate_set(images, labels, images, labels, MLP, device="cpu", batched="yes")
     with pytest.raises(ValueError, match="chunk_size.*0"):
