@@ -9,6 +9,10 @@ instance norm), with DSA augmentation (the protocol's 1000-epoch setting):
   forward/backward per batch), ``sequential`` (gmlib's default on CPU: the same, but each batch
   in cache-sized chunks of 32 with gradient accumulation) and ``batched`` (all models in one
   vmapped step); a short run (``--epochs``) extrapolated to 1000 epochs;
+* DC's MNIST augmentation of one batch of 256 images: gmlib's batched exact version
+  (:func:`gmlib.augment.classic_augment`), the straightforward per-image loop it equals
+  (:func:`gmlib.augment.classic_per_image`: ``F.interpolate`` and ``scipy.ndimage.rotate`` one
+  image at a time, as DC's code does) and gmlib 0.1's affine approximation;
 * the test pass over 10,000 images per model: gmlib's :func:`gmlib.evaluate.test_accuracy`
   (inference mode, chunks of 32 on CPU), the same with chunks of 1000, and a straightforward
   loop (``torch.no_grad``, batches of 256, one ``.item()`` per batch).
@@ -34,8 +38,8 @@ from typing import Any, Callable
 
 import torch
 
-from gmlib.augment import dsa_strategy_for
-from gmlib.evaluate import EPOCHS_WITH_AUGMENTATION, EvalConfig, choose_method, evaluate_set, model_seeds, test_accuracy
+from gmlib.augment import MNIST_AFFINE, MNIST_REFERENCE, apply_classic, classic_per_image, dsa_strategy_for, sample_classic
+from gmlib.evaluate import EvalConfig, choose_method, evaluate_set, model_seeds, test_accuracy
 from gmlib.networks import get_network
 from gmlib.runinfo import cpu_model, library_versions, resolve_device
 
@@ -124,6 +128,30 @@ def time_test_pass(config: EvalConfig, test_images: int, repeats: int, device: t
     }
 
 
+def time_classic_augmentation(batch: int, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Seconds to augment one batch with DC's MNIST augmentation: batched vs per image."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, CHANNELS, SIZE, SIZE, generator=generator).to(device)
+    ways: dict[str, Callable[[Any], torch.Tensor]] = {
+        "batched_reference": lambda params: apply_classic(images, params, MNIST_REFERENCE),
+        "per_image_reference": lambda params: classic_per_image(images, params, MNIST_REFERENCE),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in [*ways, "batched_gmlib_0_1_affine"]}
+    for _ in range(repeats):  # interleaved, so that both see the same machine load
+        params = sample_classic(images.shape, generator, MNIST_REFERENCE)
+        for name, way in ways.items():
+            started = time.perf_counter()
+            way(params)
+            seconds[name].append(time.perf_counter() - started)
+        affine_params = sample_classic(images.shape, generator, MNIST_AFFINE)
+        started = time.perf_counter()
+        apply_classic(images, affine_params, MNIST_AFFINE)
+        seconds["batched_gmlib_0_1_affine"].append(time.perf_counter() - started)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    return {"batch": batch, "repeats": repeats, "median_seconds_per_batch": medians,
+            "speedup_batched_over_per_image": medians["per_image_reference"] / medians["batched_reference"]}
+
+
 def warm_up(config: EvalConfig, device: torch.device) -> None:
     """One untimed epoch per variant: the first call pays for allocator and kernel setup."""
     generator = torch.Generator().manual_seed(99)
@@ -142,11 +170,12 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs timed (then extrapolated to 1000)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs timed (then extrapolated to the protocol's 1001)")
     parser.add_argument("--models", type=int, default=4, help="models per training measurement")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of the ipc 1 training measurement")
     parser.add_argument("--test-images", type=int, default=10_000, help="images in the timed test pass")
     parser.add_argument("--test-repeats", type=int, default=1, help="repeats of the test-pass measurement")
+    parser.add_argument("--augment-repeats", type=int, default=5, help="repeats of the augmentation measurement")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/evaluate_<device>.json)")
     args = parser.parse_args(argv)
@@ -167,15 +196,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for ipc, repeats in ((1, args.repeats), (10, 1))
     }
     test_pass = time_test_pass(config, args.test_images, args.test_repeats, device)
+    classic_augmentation = time_classic_augmentation(256, args.augment_repeats, device)
 
     test_seconds = {
         name: test_pass["seconds_per_model"]["straightforward" if name == "sequential_whole_batches" else "gmlib"]
         * 10_000 / args.test_images
         for name in TRAINING_VARIANTS
     }
+    protocol_epochs = EvalConfig(augment="dsa").num_epochs  # E + 1 = 1001, as the reference trains
     extrapolated = {
         ipc: {
-            name: EPOCHS_WITH_AUGMENTATION * measured["train_seconds_per_epoch_per_model"][name] + test_seconds[name]
+            name: protocol_epochs * measured["train_seconds_per_epoch_per_model"][name] + test_seconds[name]
             for name in TRAINING_VARIANTS
         }
         for ipc, measured in training.items()
@@ -197,9 +228,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "training": training,
         "test_pass": test_pass,
-        "extrapolated_seconds_per_model_1000_epochs_plus_10k_test": extrapolated,
+        "classic_augmentation": classic_augmentation,
+        "extrapolated_seconds_per_model_protocol_epochs_plus_10k_test": extrapolated,
         "extrapolation": (
-            f"{EPOCHS_WITH_AUGMENTATION} x measured training seconds per epoch + one test pass over 10,000 images "
+            f"{protocol_epochs} x measured training seconds per epoch + one test pass over 10,000 images "
             "(the straightforward test loop for sequential_whole_batches, gmlib's for the others)"
         ),
         "auto_choice_on_this_device": choose_method(device, probe),
@@ -212,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {
         "train_seconds_per_epoch_per_model": {k: v["train_seconds_per_epoch_per_model"] for k, v in training.items()},
         "test_seconds_per_model": test_pass["seconds_per_model"],
+        "classic_augmentation_seconds_per_batch_of_256": classic_augmentation["median_seconds_per_batch"],
         "extrapolated_seconds_per_model": extrapolated,
     }
     print(json.dumps(summary, indent=2))

@@ -487,12 +487,22 @@ def _mirror_index(index: Tensor, side: int) -> Tensor:
     return torch.where(index > side - 1, period - index, index)
 
 
-def _cubic_bspline_weights(fraction: Tensor) -> Tensor:
-    """Weights of the four taps floor(p) - 1 .. floor(p) + 2 of a cubic B-spline at a position
-    ``p`` whose fractional part is ``fraction``: shape ``fraction.shape + (4,)``."""
-    f = fraction.unsqueeze(-1)
+def _spline_sample_points(position: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Cubic B-spline interpolation along one axis as two linear interpolations.
+
+    At ``position`` the spline weighs the four coefficients at floor - 1 .. floor + 2 by w0..w3.
+    The pair (w0, w1) equals (w0 + w1) times a linear interpolation between the first two taps at
+    floor - 1 + w1 / (w0 + w1); likewise (w2, w3). Returns the two positions, normalised to
+    grid_sample's [-1, 1] (align_corners=True), and the two pair weights.
+    """
+    first = torch.floor(position)
+    f = (position - first).to(torch.float32)  # float64 up to here: the fraction is what must be exact
+    first = first.to(torch.float32)
     g = 1 - f
-    return torch.cat([g**3 / 6, 2 / 3 - f**2 + f**3 / 2, 2 / 3 - g**2 + g**3 / 2, f**3 / 6], dim=-1)
+    w0, w1, w2, w3 = g**3 / 6, 2 / 3 - f**2 + f**3 / 2, 2 / 3 - g**2 + g**3 / 2, f**3 / 6
+    low, high = w0 + w1, w2 + w3  # both >= 1/6
+    scale = 2.0 / (side - 1)
+    return (first - 1 + w1 / low) * scale - 1, (first + 1 + w3 / high) * scale - 1, low, high
 
 
 def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
@@ -500,8 +510,8 @@ def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
     mode='constant', cval=fill)`` does, then cut out the centre H x W as the reference does; all
     images at once. Positions outside the input take ``fill``."""
     n, channels, height, width = x.shape
-    if min(height, width) < 3:
-        raise ValueError(f"the classic rotation needs images of at least 3 x 3 pixels, got {height} x {width}")
+    if min(height, width) < 2:
+        raise ValueError(f"the classic rotation needs images of at least 2 x 2 pixels, got {height} x {width}")
     radians = degrees.to(torch.float64) * (math.pi / 180.0)
     cos, sin = torch.cos(radians).view(-1, 1, 1), torch.sin(radians).view(-1, 1, 1)
     # Size of the grown output plane (the rotated bounding box, rounded), and the crop's corner.
@@ -516,67 +526,104 @@ def _rotate_spline_centred(x: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
     source_x = -sin * dy + cos * dx + (width - 1) / 2
     outside = (source_y < 0) | (source_y > height - 1) | (source_x < 0) | (source_x > width - 1)
 
-    # Cubic-spline interpolation: prefilter the samples to coefficients, extend them by mirroring
-    # (scipy's boundary), then weigh the 4 x 4 coefficients around each position.
-    coefficients = _spline_prefilter(height).to(x) @ x @ _spline_prefilter(width).to(x).T
-    padded = F.pad(coefficients, (2, 2, 2, 2), mode="reflect")  # ..., c2, c1, c0, c1, c2, ...
-    source_y, source_x = source_y.clamp(0, height - 1), source_x.clamp(0, width - 1)  # outside: any tap
-    row, col = torch.floor(source_y), torch.floor(source_x)
-    corner = (row.long() + 1) * (width + 4) + col.long() + 1  # padded index of tap (row - 1, col - 1)
-    offsets = (torch.arange(4, device=x.device).view(4, 1) * (width + 4) + torch.arange(4, device=x.device)).view(-1)
-    index = (corner.view(n, 1, -1, 1) + offsets).view(n, 1, -1).expand(n, channels, -1)
-    values = padded.flatten(2).gather(2, index).view(n, channels, height, width, 4, 4)
-    weight_y = _cubic_bspline_weights((source_y - row).to(x.dtype))  # (N, H, W, 4)
-    weight_x = _cubic_bspline_weights((source_x - col).to(x.dtype))
-    rotated = torch.einsum("nchwij,nhwi,nhwj->nchw", values, weight_y, weight_x)
+    # Cubic-spline interpolation: prefilter the samples to coefficients (one matrix per axis),
+    # then four bilinear samples of them with mirror boundaries (scipy's) per output pixel.
+    coefficients = x @ _spline_prefilter(width).to(x).T
+    coefficients = (coefficients.transpose(-1, -2) @ _spline_prefilter(height).to(x).T).transpose(-1, -2)
+    y_low, y_high, wy_low, wy_high = _spline_sample_points(source_y, height)
+    x_low, x_high, wx_low, wx_high = _spline_sample_points(source_x, width)
+    # The four (y, x) sample grids stacked along the height: (low, low), (low, high), (high, low), (high, high).
+    grid_x = torch.cat([x_low, x_high, x_low, x_high], dim=1)
+    grid_y = torch.cat([y_low, y_low, y_high, y_high], dim=1)
+    grid = torch.stack([grid_x, grid_y], dim=-1).to(x.dtype)  # (N, 4H, W, 2)
+    samples = F.grid_sample(coefficients, grid, mode="bilinear", padding_mode="reflection",
+                            align_corners=True).view(n, channels, 4, height, width)
+    weights = torch.stack([wy * wx for wy in (wy_low, wy_high) for wx in (wx_low, wx_high)], dim=1).to(x.dtype)
+    rotated = (samples * weights.unsqueeze(1)).sum(dim=2)
     return torch.where(outside.unsqueeze(1), fill.to(x.dtype), rotated)
 
 
-def _affine_scale_rotate(x: Tensor, params: ClassicParams, recipe: ClassicRecipe, mean: Tensor) -> tuple[Tensor, Tensor]:
-    """gmlib's earlier scale and rotate: bilinear affine warps about the centre with a
-    continuous magnification; uncovered pixels take the channel mean (scale: ``scale_fill``)."""
+def _classic_op(name: str, x: Tensor, params: ClassicParams, recipe: ClassicRecipe, mean: Tensor) -> Tensor:
+    """Op ``name`` on the images ``x`` that drew it, with their parameters; ``mean`` is the whole
+    batch's per-channel mean (the fill)."""
     _, _, height, width = x.shape
-    scale = params.scale.to(x.device, x.dtype)
     scale_fill = mean if recipe.scale_fill == "mean" else torch.zeros_like(mean)
-    scaled = _warp(x - scale_fill, _scale_theta(1.0 / scale[:, 1], 1.0 / scale[:, 0])) + scale_fill
-    rotated = _warp(x - mean, _rotation_theta(params.degrees.to(x.device, x.dtype), height, width)) + mean
-    return scaled, rotated
+    if name == "crop":
+        return _shift_with_zeros(x - mean, params.shift[:, 0], params.shift[:, 1]) + mean
+    if name == "noise":
+        return x + recipe.noise_std * params.noise.to(x)
+    if recipe.resample == "affine":  # gmlib 0.1: bilinear warps about the centre
+        if name == "scale":
+            scale = params.scale.to(x)
+            return _warp(x - scale_fill, _scale_theta(1.0 / scale[:, 1], 1.0 / scale[:, 0])) + scale_fill
+        return _warp(x - mean, _rotation_theta(params.degrees.to(x), height, width)) + mean
+    if name == "scale":
+        sides = torch.tensor([height, width], device=x.device, dtype=torch.float64)
+        sizes = torch.floor(params.scale.to(torch.float64) * sides).long()
+        return _resize_nearest_centred(x - scale_fill, sizes) + scale_fill
+    return _rotate_spline_centred(x, params.degrees, mean.mean())
 
 
 def apply_classic(x: Tensor, params: ClassicParams, recipe: ClassicRecipe = MNIST_REFERENCE) -> Tensor:
-    """Apply drawn classic parameters to every image at once (no loop over images).
+    """Apply drawn classic parameters: each op runs once, batched, on the images that drew it.
 
     Fills use the batch's per-channel mean, taken before augmenting, as the reference does.
     """
     _check_images(x)
-    n, _, height, width = x.shape
-    op = params.op.to(x.device)
-    if op.shape != (n,):
-        raise ValueError(f"classic parameters were drawn for {op.shape[0]} images, the batch has {n}")
+    n = x.shape[0]
+    params = ClassicParams(*(None if p is None else p.to(x.device) for p in
+                             (params.op, params.shift, params.scale, params.degrees, params.noise)))
+    if params.op.shape != (n,):
+        raise ValueError(f"classic parameters were drawn for {params.op.shape[0]} images, the batch has {n}")
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
-    shift = params.shift.to(x.device)
-    out = x
-    if "crop" in recipe.ops:
-        cropped = _shift_with_zeros(x - mean, shift[:, 0], shift[:, 1]) + mean
-        out = torch.where(_per_image(op == CLASSIC_OPS.index("crop")), cropped, out)
-    if recipe.resample == "affine":
-        scaled, rotated = _affine_scale_rotate(x, params, recipe, mean)
-    else:
-        sides = torch.tensor([height, width], device=x.device, dtype=torch.float64)
-        sizes = torch.floor(params.scale.to(x.device, torch.float64) * sides).long()
-        scale_fill = mean if recipe.scale_fill == "mean" else torch.zeros_like(mean)
-        scaled = _resize_nearest_centred(x - scale_fill, sizes) + scale_fill
-        rotated = _rotate_spline_centred(x, params.degrees.to(x.device), mean.mean())
-    if "scale" in recipe.ops:
-        out = torch.where(_per_image(op == CLASSIC_OPS.index("scale")), scaled, out)
-    if "rotate" in recipe.ops:
-        out = torch.where(_per_image(op == CLASSIC_OPS.index("rotate")), rotated, out)
-    is_noise = op == CLASSIC_OPS.index("noise")
-    if "noise" in recipe.ops and params.noise is not None:
-        out = out + recipe.noise_std * params.noise.to(x.device, x.dtype) * _per_image(is_noise).to(x.dtype)
-    elif params.noise is None and bool(is_noise.any()):
-        raise ValueError("some images drew the noise op but the parameters hold no noise; draw them with a recipe "
-                         "whose ops include 'noise'")
+    out = x.clone()
+    for index, name in enumerate(CLASSIC_OPS):
+        chosen = torch.nonzero(params.op == index).squeeze(1)
+        if chosen.numel() == 0:
+            continue
+        if name == "noise" and params.noise is None:
+            raise ValueError("some images drew the noise op but the parameters hold no noise; draw them with a "
+                             "recipe whose ops include 'noise'")
+        subset = ClassicParams(*(None if p is None else p[chosen] for p in
+                                 (params.op, params.shift, params.scale, params.degrees, params.noise)))
+        out[chosen] = _classic_op(name, x[chosen], subset, recipe, mean)
+    return out
+
+
+def classic_per_image(x: Tensor, params: ClassicParams, recipe: ClassicRecipe = MNIST_REFERENCE) -> Tensor:
+    """The classic augmentation the plain way, one image at a time as DC's code does it (padding
+    and slicing, ``F.interpolate``, ``scipy.ndimage.rotate``): what :func:`apply_classic` must
+    equal (tests) and beat (benchmarks). Only ``resample='reference'`` has a plain version."""
+    from scipy.ndimage import rotate
+
+    if recipe.resample != "reference":
+        raise ValueError(f"only resample='reference' has a per-image version, got {recipe.resample!r}")
+    _check_images(x)
+    channels, height, width = x.shape[1:]
+    mean = x.mean(dim=(0, 2, 3)).view(-1, 1, 1)
+    pad = max(recipe.shift_range[1], -recipe.shift_range[0], 0)
+    out = x.clone()
+    for i in range(x.shape[0]):
+        op = CLASSIC_OPS[int(params.op[i])]
+        if op == "crop":
+            padded = mean.expand(channels, height + 2 * pad, width + 2 * pad).clone()
+            padded[:, pad : pad + height, pad : pad + width] = x[i]
+            top, left = (pad - int(s) for s in params.shift[i])
+            out[i] = padded[:, top : top + height, left : left + width]
+        elif op == "scale":
+            h, w = int(float(params.scale[i, 0]) * height), int(float(params.scale[i, 1]) * width)
+            side = max(h, w, height, width)
+            canvas = (mean if recipe.scale_fill == "mean" else torch.zeros_like(mean)).expand(channels, side, side).clone()
+            top, left = (side - h) // 2, (side - w) // 2
+            canvas[:, top : top + h, left : left + w] = F.interpolate(x[i : i + 1], [h, w])[0]
+            top, left = (side - height) // 2, (side - width) // 2
+            out[i] = canvas[:, top : top + height, left : left + width]
+        elif op == "rotate":
+            rotated = rotate(x[i].cpu().numpy(), angle=int(params.degrees[i]), axes=(-2, -1), cval=float(mean.mean()))
+            top, left = (rotated.shape[1] - height) // 2, (rotated.shape[2] - width) // 2
+            out[i] = torch.from_numpy(rotated[:, top : top + height, left : left + width].copy()).to(x)
+        elif op == "noise":
+            out[i] = x[i] + recipe.noise_std * params.noise[i].to(x)
     return out
 
 

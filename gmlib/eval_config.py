@@ -104,10 +104,12 @@ class EvalConfig:
         return half + 2 if self.schedule == "reference" else half
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data for printing and JSON (network_kwargs as a dict, epochs resolved)."""
+        """Plain data for printing and JSON (network_kwargs and classic as dicts, tuples as lists,
+        epochs resolved), equal to itself after a JSON round trip."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
         fields["network_kwargs"] = dict(self.network_kwargs)
-        fields["classic"] = dataclasses.asdict(self.classic)
+        fields["classic"] = {name: list(value) if isinstance(value, tuple) else value
+                             for name, value in dataclasses.asdict(self.classic).items()}
         fields["num_epochs"] = self.num_epochs
         return fields
 

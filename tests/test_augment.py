@@ -6,8 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-import torch.nn.functional as F
-from scipy.ndimage import rotate as scipy_rotate
 
 from gmlib.augment import (
     CLASSIC_OPS,
@@ -21,6 +19,7 @@ from gmlib.augment import (
     apply_classic,
     augment,
     classic_augment,
+    classic_per_image,
     dsa,
     dsa_strategy_for,
     parse_dsa_strategy,
@@ -299,26 +298,6 @@ def classic_params(x: torch.Tensor, op: str, shift=(0, 0), scale=(1.0, 1.0), deg
     )
 
 
-def reference_scale(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """DC's scale op on one (C, H, W) image, the obvious way: resize, centre on zeros, cut out."""
-    side = image.shape[-1]
-    resized = F.interpolate(image[None], [h, w])[0]
-    canvas_side = max(h, w, side)
-    canvas = torch.zeros(image.shape[0], canvas_side, canvas_side)
-    top, left = (canvas_side - h) // 2, (canvas_side - w) // 2
-    canvas[:, top : top + h, left : left + w] = resized
-    start = (canvas_side - side) // 2
-    return canvas[:, start : start + side, start : start + side]
-
-
-def reference_rotate(image: torch.Tensor, degrees: int, fill: float) -> torch.Tensor:
-    """DC's rotate op on one (C, H, W) image: scipy's cubic-spline rotation with a grown output,
-    then the centre cut out."""
-    rotated = scipy_rotate(image.numpy(), angle=degrees, axes=(-2, -1), cval=fill)
-    top, left = (rotated.shape[-2] - image.shape[-2]) // 2, (rotated.shape[-1] - image.shape[-1]) // 2
-    return torch.from_numpy(rotated[:, top : top + image.shape[-2], left : left + image.shape[-1]].copy())
-
-
 @pytest.mark.parametrize("recipe", [MNIST_REFERENCE, MNIST_AFFINE], ids=["reference", "affine"])
 @pytest.mark.parametrize("op", ["crop", "scale", "rotate"])
 def test_classic_identity_parameters_give_the_input_back(op: str, recipe: ClassicRecipe) -> None:
@@ -346,15 +325,13 @@ def test_classic_crop_moves_a_bright_pixel_by_every_allowed_shift_and_no_other(r
     assert set(moved_y.tolist()) == set(shifts) and set(moved_x.tolist()) == set(shifts)
 
 
-def test_classic_scale_equals_nearest_resize_on_a_zero_canvas_for_every_size() -> None:
-    x = images(121, 2, 28, seed=3)
-    factors = torch.tensor([[0.8 + 0.4 * i / 11, 0.8 + 0.4 * j / 11] for i in range(11) for j in range(11)]) + 1e-6
-    out = apply_classic(x, ClassicParams(
-        op=torch.full((121,), CLASSIC_OPS.index("scale")), shift=torch.zeros(121, 2, dtype=torch.long),
-        scale=factors, degrees=torch.zeros(121, dtype=torch.long)))
-    for k in range(121):
-        h, w = int(factors[k, 0].item() * 28), int(factors[k, 1].item() * 28)
-        torch.testing.assert_close(out[k], reference_scale(x[k], h, w), atol=0, rtol=0)
+def test_classic_scale_equals_the_per_image_version_for_every_size() -> None:
+    x = images(144, 2, 28, seed=3)
+    factors = torch.tensor([[(22.5 + i) / 28, (22.5 + j) / 28] for i in range(12) for j in range(12)])
+    params = ClassicParams(op=torch.full((144,), CLASSIC_OPS.index("scale")), shift=torch.zeros(144, 2, dtype=torch.long),
+                           scale=factors, degrees=torch.zeros(144, dtype=torch.long))
+    assert {int(f * 28) for f in factors[:, 0].tolist()} == set(range(22, 34))  # every size 22..33 pixels
+    torch.testing.assert_close(apply_classic(x, params), classic_per_image(x, params), atol=0, rtol=0)
 
 
 def test_classic_shrink_leaves_zeros_at_the_border_not_the_mean() -> None:
@@ -369,13 +346,17 @@ def test_classic_shrink_leaves_zeros_at_the_border_not_the_mean() -> None:
 
 def test_classic_rotation_equals_scipys_cubic_spline_rotation_at_every_angle() -> None:
     x = images(90, 1, 28, seed=4)
-    angles = torch.arange(-45, 45)
     params = ClassicParams(op=torch.full((90,), CLASSIC_OPS.index("rotate")), shift=torch.zeros(90, 2, dtype=torch.long),
-                           scale=torch.ones(90, 2), degrees=angles)
-    out = apply_classic(x, params)
-    fill = x.mean().item()
-    for k, angle in enumerate(angles.tolist()):
-        torch.testing.assert_close(out[k], reference_rotate(x[k], angle, fill), atol=2e-5, rtol=0)
+                           scale=torch.ones(90, 2), degrees=torch.arange(-45, 45))
+    torch.testing.assert_close(apply_classic(x, params), classic_per_image(x, params), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("recipe", [MNIST_REFERENCE, dataclasses.replace(MNIST_AFFINE, resample="reference")],
+                         ids=["reference", "four-ops-mean-fill"])
+def test_batched_classic_equals_the_per_image_version_on_random_draws(recipe: ClassicRecipe) -> None:
+    x = images(200, 2, 28, seed=5) + torch.tensor([0.5, -1.0]).view(1, 2, 1, 1)
+    params = sample_classic(x.shape, gen(13), recipe)
+    torch.testing.assert_close(apply_classic(x, params, recipe), classic_per_image(x, params, recipe), atol=2e-5, rtol=0)
 
 
 def test_classic_rotation_fills_corners_with_the_mean() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -148,7 +149,8 @@ def test_config_is_hashable_and_prints_as_plain_data() -> None:
     assert hash(config) == hash(EvalConfig(network_kwargs={"depth": 2, "width": 64}))
     assert config.as_dict()["network_kwargs"] == {"depth": 2, "width": 64}
     assert config.as_dict()["num_epochs"] == 301
-    assert config.as_dict()["classic"]["ops"] == ("crop", "scale", "rotate")
+    assert config.as_dict()["classic"]["ops"] == ["crop", "scale", "rotate"]
+    assert json.loads(json.dumps(config.as_dict())) == config.as_dict()
 
 
 def test_accuracy_counts_correct_predictions_and_restores_the_mode() -> None:
