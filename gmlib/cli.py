@@ -126,7 +126,7 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.matching import NonFiniteLossError, distill
     from gmlib.presets import get_profile
     from gmlib.runinfo import resolve_device
-    from gmlib.synthetic import make_provenance, save_synthetic
+    from gmlib.synthetic import check_init, make_provenance, save_synthetic
 
     profile = get_profile(args.profile)
     try:
@@ -139,6 +139,10 @@ def _distill(args: argparse.Namespace) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    try:  # what the run would fail on at its start, refused before any work
+        check_init(dataset, config.ipc, config.init, device)
+    except ValueError as error:
+        args.parser.error(str(error))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,33 +181,46 @@ def _distill(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.augment import dsa_strategy_for
-    from gmlib.data import DataError
+    from gmlib.data import DataError, dataset_info
     from gmlib.evaluate import EvalConfig, evaluate_across_networks, protocol_variant
     from gmlib.matching import METHODS, evaluation_augment
     from gmlib.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
-    from gmlib.synthetic import load_synthetic
+    from gmlib.synthetic import check_fits_dataset, load_synthetic
 
     profile = get_profile(args.profile)
     try:
         device = resolve_device(args.device or profile.device)
-        syn = load_synthetic(args.set)
-    except (ValueError, FileNotFoundError) as error:
+    except ValueError as error:
         args.parser.error(str(error))
+    try:
+        syn = load_synthetic(args.set)
+        dataset_info(syn.dataset)
+    except FileNotFoundError as error:
+        args.parser.error(str(error))
+    except ValueError as error:
+        args.parser.error(f"{args.set}: {error}")
     augment = args.augment
     if augment == "auto":
         method = syn.metadata.get("method", "dc")
         augment = evaluation_augment(syn.dataset, method if method in METHODS else "dc")
     strategy = {"dsa_strategy": dsa_strategy_for(syn.dataset)} if augment == "dsa" else {}
-    config = EvalConfig(network_kwargs={"width": args.width or profile.eval_width},
-                        epochs=args.epochs if args.epochs is not None else profile.eval_epochs,
-                        test_size=profile.eval_test_size, augment=augment, **strategy)
-    config = protocol_variant(config, args.protocol)
+    try:
+        config = EvalConfig(network_kwargs={"width": args.width or profile.eval_width},
+                            epochs=args.epochs if args.epochs is not None else profile.eval_epochs,
+                            test_size=profile.eval_test_size, augment=augment, **strategy)
+        config = protocol_variant(config, args.protocol)
+    except ValueError as error:
+        args.parser.error(str(error))
     try:
         dataset = _load_dataset(syn.dataset, device, args.cache_dir)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    try:
+        check_fits_dataset(syn, dataset)
+    except ValueError as error:
+        args.parser.error(f"{args.set}: {error}")
 
     images, labels = syn.detached()
     models = args.models or profile.eval_models
@@ -364,5 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    sys.exit(args.run(args))
+    try:
+        args = build_parser().parse_args(argv)
+        status = args.run(args)
+    except KeyboardInterrupt:  # during start-up (imports, data); a running distillation says more
+        print("interrupted", file=sys.stderr)
+        status = 130
+    sys.exit(status)

@@ -19,7 +19,8 @@ from gmlib.augment import (
     check_augment_kind,
     parse_dsa_strategy,
 )
-from gmlib.checks import is_int
+from gmlib.checks import check_fraction, check_int, check_nonnegative, check_positive, is_int
+from gmlib.networks import check_network_kwargs
 
 EPOCHS_WITHOUT_AUGMENTATION = 300
 EPOCHS_WITH_AUGMENTATION = 1000
@@ -62,18 +63,13 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
             object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
-        if not isinstance(self.network, str) or not self.network:
-            raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
+        check_network_kwargs(self.network, dict(self.network_kwargs))  # names the known networks and keywords
         if self.epochs is not None and (not is_int(self.epochs) or self.epochs < 1):
             raise ValueError(f"epochs must be an integer >= 1 or None (300/1000 by augmentation), got {self.epochs!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        check_positive("lr", self.lr)
+        check_fraction("momentum", self.momentum)
+        check_nonnegative("weight_decay", self.weight_decay)
+        check_int("batch_size", self.batch_size, 1)
         if self.test_size is not None and (not is_int(self.test_size) or self.test_size < 1):
             raise ValueError(f"test_size must be an integer >= 1 or None (all test images), got {self.test_size!r}")
         check_augment_kind(self.augment)

@@ -223,12 +223,14 @@ def _prepare_data(
         subset_generator = torch.Generator().manual_seed(_TEST_SUBSET_SEED)
         keep = torch.randperm(test_images.shape[0], generator=subset_generator)[: config.test_size].sort().values
         test_images, test_labels = test_images[keep.to(test_images.device)], test_labels[keep.to(test_labels.device)]
-    largest = int(max(labels.max().item(), test_labels.max().item()))
     if num_classes is None:
-        num_classes = largest + 1
-    if min(labels.min().item(), test_labels.min().item()) < 0 or largest >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values up to {largest} and down to "
-                         f"{min(labels.min().item(), test_labels.min().item())}")
+        num_classes = int(max(labels.max().item(), test_labels.max().item())) + 1
+    for what, values in (("training", labels), ("test", test_labels)):
+        low, high = int(values.min().item()), int(values.max().item())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"the {what} labels range over [{low}, {high}] but num_classes is {num_classes} "
+                             f"(labels must lie in [0, {num_classes})): the set and the test data do not "
+                             f"have the same classes")
     return _Data(
         images=images.detach().to(device, torch.float32),
         labels=labels.to(device, torch.long),

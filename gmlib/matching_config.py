@@ -7,19 +7,19 @@ knob, its default (DC's reference value) and its allowed values are listed in on
 from __future__ import annotations
 
 import dataclasses
-import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gmlib.checks import check_int, check_nonnegative, check_one_of, is_int
+from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
 from gmlib.augment import dsa_strategy_for, parse_dsa_strategy
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
 from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.inner_loop import INNER_STEP_POLICIES, custom_schedule
 from gmlib.match_levels import MATCH_LEVELS
-from gmlib.networks import filter_network_kwargs, network_info
-from gmlib.presets import dc_loops
+from gmlib.networks import check_network_kwargs, filter_network_kwargs
+from gmlib.presets import DCSettings, dc_loops
 from gmlib.synthetic import INIT_NAMES
 
 METHODS = ("dc", "dsa")
@@ -28,6 +28,10 @@ ENGINES = ("auto", "loop", "batched")
 
 
 
+
+
+# lr_img above this multiple of DC's 0.1 warns (see MatchingConfig).
+LR_IMG_WARN_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class MatchingConfig:
     protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
     changes speed and rounding (see the module docstring). The reference uses lr_img 0.01 for the
     MLP; set it explicitly.
+
+    Out-of-range values are refused. One in-range value only warns: an ``lr_img`` more than
+    :data:`LR_IMG_WARN_FACTOR` times DC's 0.1, because it is a legitimate experiment but its images
+    saturate towards two values while the matching loss can still fall, which looks like success.
 
     Seed 002/003 options (:mod:`gmlib.match_levels`, :mod:`gmlib.inner_loop`): ``match_level``
     (:data:`MATCH_LEVELS`) with ``level_weight`` lambda (None = number of classes);
@@ -99,14 +107,16 @@ class MatchingConfig:
             check_int(name, getattr(self, name), 1)
         check_int("checkpoint_every", self.checkpoint_every, 0)
         for name in ("lr_img", "lr_net"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not 0 <= self.momentum_img < 1:
-            raise ValueError(f"momentum_img must be in [0, 1), got {self.momentum_img!r}")
+            check_positive(name, getattr(self, name))
+        dc_lr_img = DCSettings().lr_img
+        if self.lr_img > LR_IMG_WARN_FACTOR * dc_lr_img:
+            warnings.warn(f"lr_img={self.lr_img!r} is {self.lr_img / dc_lr_img:g} times DC's {dc_lr_img}: image steps "
+                          "this large drive the pixels to extremes, and the matching loss can fall while the images "
+                          "saturate", UserWarning, stacklevel=3)
+        check_fraction("momentum_img", self.momentum_img)
         get_distance(self.distance)  # raises a ValueError naming the known distances
         check_one_of("init", self.init, INIT_NAMES)
-        network_info(self.network)  # raises a ValueError naming the known networks
+        check_network_kwargs(self.network, dict(self.network_kwargs))  # names the known networks and keywords
         check_one_of("engine", self.engine, ENGINES)
         if self.dsa_strategy is not None:
             if self.method != "dsa":

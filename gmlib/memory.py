@@ -59,6 +59,21 @@ class MemoryReport:
         return f"peak {self.peak_mib:.1f} MiB {self.kind}, {self.seconds:.2f} s{extra}"
 
 
+def available_bytes(device: str | torch.device = "cpu") -> int | None:
+    """Memory a new allocation can still get on ``device``: free GPU memory on CUDA, the kernel's
+    MemAvailable on a Linux CPU; None where it cannot be read."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _status_mib(field_name: str) -> float | None:
     """A ``kB`` field of /proc/self/status (e.g. VmHWM, VmRSS) in MiB, or None where unavailable."""
     try:

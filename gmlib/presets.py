@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from gmlib.checks import check_int, check_one_of
+
 PROFILE_NAMES = ("ci", "cpu", "gpu", "paper")
 
 
@@ -45,6 +47,22 @@ class Profile:
     net_width: int
     # Images-per-class values a chapter sweeps over.
     ipcs: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        # Every budget is refused, not warned about, when it is out of range: a profile with
+        # negative iterations or zero models has no meaning, and would fail (or print nothing)
+        # only deep inside a chapter.
+        check_one_of("device", self.device, ("cpu", "cuda"))
+        for name in ("eval_models", "eval_width", "whole_set_epochs", "batch_real", "net_width"):
+            check_int(name, getattr(self, name), 1)
+        check_int("iterations", self.iterations, 0)
+        for name in ("eval_epochs", "eval_test_size", "whole_set_per_class"):
+            if getattr(self, name) is not None:
+                check_int(f"{name} (or None)", getattr(self, name), 1)
+        if not isinstance(self.ipcs, tuple) or not self.ipcs:
+            raise ValueError(f"ipcs must be a non-empty tuple of images-per-class values, got {self.ipcs!r}")
+        for ipc in self.ipcs:
+            check_int("each of ipcs", ipc, 1)
 
     def replace(self, **changes: Any) -> "Profile":
         """A copy with some fields changed; unknown field names raise a clear error."""

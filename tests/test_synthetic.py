@@ -166,7 +166,7 @@ def test_bad_init_lists_the_allowed_ones(data):
 
 
 def test_real_init_larger_than_a_class(data):
-    with pytest.raises(ValueError, match=r"init 'real' needs 4 images of class 2 \('c'\) but tiny has only 3"):
+    with pytest.raises(ValueError, match=r"init 'real' needs 4 images per class, but class 2 \('c'\) of tiny has only 3"):
         init_synthetic(data, 4, "real")
 
 

@@ -41,9 +41,10 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _save_processed(path: Path, raw: RawSplits, source: str) -> None:
-    """Write the processed file, then its SHA-256 sidecar (each atomically)."""
-    payload = {**dataclasses.asdict(raw), "source": source, "version": _PROCESSED_VERSION}
+def _save_processed(path: Path, raw: RawSplits, source: str, name: str) -> None:
+    """Write the processed file of dataset ``name``, then its SHA-256 sidecar (each atomically)."""
+    # The name makes the file say what it holds: a valid file of another dataset must not pass.
+    payload = {**dataclasses.asdict(raw), "name": name, "source": source, "version": _PROCESSED_VERSION}
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False) as part:
         part.close()
@@ -60,7 +61,11 @@ def _save_processed(path: Path, raw: RawSplits, source: str) -> None:
 
 
 def _load_processed(path: Path, info: DatasetInfo) -> tuple[RawSplits, str] | None:
-    """The verified processed file, or None (with a warning if it exists but fails a check)."""
+    """The verified processed file, or None (with a warning if it exists but fails a check).
+
+    The checksum proves the bytes are the ones written; the recorded name, split sizes and
+    class counts prove they are dataset ``info.name``.
+    """
     if not path.exists():
         return None
     try:
@@ -68,6 +73,12 @@ def _load_processed(path: Path, info: DatasetInfo) -> tuple[RawSplits, str] | No
         with _parsing(path):
             payload = torch.load(path, map_location="cpu", weights_only=True)
             raw = RawSplits(*(payload[key] for key in ("train_images", "train_labels", "test_images", "test_labels")))
+            recorded = payload.get("name")
+        # Files written before the name was recorded have none. They are kept, not rebuilt (which
+        # may need a download): sizes and class counts, checked next, already tell every catalogue
+        # dataset apart.
+        if recorded is not None and recorded != info.name:
+            raise DataError(f"it holds dataset {recorded!r}, expected {info.name!r}")
         raw.check(info, str(path))
         return raw, str(payload.get("source", "unknown source"))
     except (DataError, OSError) as error:
@@ -81,8 +92,13 @@ def _recorded_checksum(path: Path) -> Checksum:
     sidecar = _sidecar(path)
     if not sidecar.exists():
         raise DataError(f"its checksum file {sidecar} is missing")
-    words = sidecar.read_text().split()
+    words = sidecar.read_text(errors="replace").split()  # garbage bytes must give the DataError below
     try:
-        return Checksum("sha256", words[0] if words else "")
+        checksum = Checksum("sha256", words[0] if words else "")
     except ValueError as error:
         raise DataError(f"{sidecar} does not hold a SHA-256 digest") from error
+    # ``sha256sum`` format names the file: a sidecar copied from another file's would verify its copy.
+    if len(words) > 1 and words[1].lstrip("*") != path.name:  # '*': sha256sum's binary mode
+        raise DataError(f"its checksum file {sidecar} records the digest of {words[1]}, not of {path.name}: "
+                        f"it was copied from another file")
+    return checksum

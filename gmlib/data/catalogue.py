@@ -25,7 +25,11 @@ DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static facts about a dataset: shapes, classes and the normalisation constants."""
+    """Static facts about a dataset: shapes, classes, split sizes and the normalisation constants.
+
+    The per-class image counts of each official split (None where not known) are what tell
+    datasets of identical shapes apart, such as MNIST and FashionMNIST.
+    """
 
     name: str
     channels: int
@@ -35,6 +39,15 @@ class DatasetInfo:
     std: tuple[float, ...]
     train_size: int  # of the official split
     test_size: int
+    train_class_counts: tuple[int, ...] | None = None
+    test_class_counts: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for split, counts, size in (("train", self.train_class_counts, self.train_size),
+                                    ("test", self.test_class_counts, self.test_size)):
+            if counts is not None and (len(counts) != self.num_classes or sum(counts) != size):
+                raise ValueError(f"{self.name}: {split}_class_counts has {len(counts)} classes summing to "
+                                 f"{sum(counts)}, expected {self.num_classes} classes summing to {size}")
 
     @property
     def num_classes(self) -> int:
@@ -57,14 +70,22 @@ _CIFAR100_NAMES = tuple("""
     train trout tulip turtle wardrobe whale willow_tree wolf woman worm
 """.split())
 
+# Counted with torch.bincount on the verified official files (MNIST: train 50000 + valid 10000).
+_MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+_MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
 _INFO: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", 1, (28, 28), _DIGITS, (0.1307,), (0.3081,), 60000, 10000),
+    "mnist": DatasetInfo("mnist", 1, (28, 28), _DIGITS, (0.1307,), (0.3081,), 60000, 10000,
+                         _MNIST_TRAIN_COUNTS, _MNIST_TEST_COUNTS),
     "fashion-mnist": DatasetInfo("fashion-mnist", 1, (28, 28), _FASHION_NAMES,
-                                 (0.2861,), (0.3530,), 60000, 10000),
+                                 (0.2861,), (0.3530,), 60000, 10000, (6000,) * 10, (1000,) * 10),
     "cifar10": DatasetInfo("cifar10", 3, (32, 32), _CIFAR10_NAMES,
-                           (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 50000, 10000),
+                           (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 50000, 10000,
+                           (5000,) * 10, (1000,) * 10),
     "cifar100": DatasetInfo("cifar100", 3, (32, 32), _CIFAR100_NAMES,
-                            (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), 50000, 10000),
+                            (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), 50000, 10000,
+                            (500,) * 100, (100,) * 100),
+    # SVHN's class counts are left unknown (not verified here); its split sizes are unique anyway.
     "svhn": DatasetInfo("svhn", 3, (32, 32), _DIGITS,
                         (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 73257, 26032),
 }

@@ -13,7 +13,15 @@ from gmlib.data.errors import DataError
 
 
 class ChecksumError(DataError):
-    """A file's checksum differs from the published one."""
+    """A file's checksum differs from the published one.
+
+    ``path`` is the corrupt file left on disk, or None when the corrupt bytes were not kept
+    (a download or an extraction that failed verification).
+    """
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 _DIGEST_LENGTHS = {"sha256": 64, "md5": 32}
@@ -43,16 +51,20 @@ class Checksum:
         """The checksum a file has now (to pin a file of your own)."""
         return cls(algorithm, _file_digest(Path(path), algorithm))
 
-    def check(self, actual: str, what: str) -> None:
-        """Raise :class:`ChecksumError` naming ``what`` unless ``actual`` matches."""
+    def check(self, actual: str, what: str, path: Path | None = None) -> None:
+        """Raise :class:`ChecksumError` naming ``what`` unless ``actual`` matches.
+
+        ``path``: the file on disk that holds the bytes, if it stays there.
+        """
         if actual != self.hexdigest:
+            advice = "delete it so that it is fetched again" if path is not None else "it was not kept"
             raise ChecksumError(f"checksum mismatch for {what}: expected {self.algorithm} {self.hexdigest}, "
                                 f"got {actual}. The file is corrupt or incomplete (e.g. an interrupted "
-                                f"download); delete it so that it is fetched again")
+                                f"download); {advice}", path)
 
     def verify(self, path: Path) -> None:
         """Raise :class:`ChecksumError` unless the file at ``path`` has this checksum."""
-        self.check(_file_digest(path, self.algorithm), str(path))
+        self.check(_file_digest(path, self.algorithm), str(path), path)
 
 
 def _hasher(algorithm: str):  # -> a hashlib object
@@ -69,11 +81,12 @@ def _file_digest(path: Path, algorithm: str) -> str:
 
 
 def _copy_verified(stream: BinaryIO, target: Path, checksum: Checksum, origin: str,
-                   progress: Callable[[int], object] | None = None) -> None:
+                   progress: Callable[[int], object] | None = None, kept: Path | None = None) -> None:
     """Copy ``stream`` to ``target`` atomically, only if its checksum matches.
 
     The bytes go to a temporary file next to ``target`` that is renamed only after
     verification, so an interrupted or corrupt transfer never leaves a file in the cache.
+    ``kept``: the file ``stream`` is read from, if it stays on disk (a mismatch then names it).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     hasher = _hasher(checksum.algorithm)
@@ -86,7 +99,7 @@ def _copy_verified(stream: BinaryIO, target: Path, checksum: Checksum, origin: s
                 if progress is not None:
                     progress(len(chunk))
             partial.close()
-            checksum.check(hasher.hexdigest(), origin)
+            checksum.check(hasher.hexdigest(), origin, kept)
             _publish(Path(partial.name), target)
         finally:
             Path(partial.name).unlink(missing_ok=True)

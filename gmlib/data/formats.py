@@ -45,24 +45,48 @@ class RawSplits:
                    tensor(test_images, np.uint8), tensor(test_labels, np.int64))
 
     def check(self, info: DatasetInfo, origin: str) -> None:
-        """Raise :class:`DataError` unless shapes, dtypes and labels fit ``info``."""
+        """Raise :class:`DataError` unless shapes, dtypes, labels, split sizes and class counts fit ``info``.
+
+        Sizes and per-class counts check identity, not only form: FashionMNIST has MNIST's
+        shapes and classes but not its counts. The message names a catalogue dataset the
+        splits fit instead, if any.
+        """
+        problem = self._problem(info)
+        if problem is None:
+            return
+        # Imported here: the catalogue imports this module's parsers.
+        from gmlib.data.catalogue import DATASET_NAMES, dataset_info
+        alike = [name for name in DATASET_NAMES if name != info.name and self._problem(dataset_info(name)) is None]
+        hint = f"; it looks like {' or '.join(alike)}, not {info.name}" if alike else ""
+        raise DataError(f"{origin}: {problem}{hint}")
+
+    def _problem(self, info: DatasetInfo) -> str | None:
+        """The first way these splits differ from what ``info`` says, or None if they fit."""
         shape = (info.channels, *info.im_size)
-        for split, images, labels in (("train", self.train_images, self.train_labels),
-                                      ("test", self.test_images, self.test_labels)):
-            problem = None
+        for split, images, labels, size, counts in (
+                ("train", self.train_images, self.train_labels, info.train_size, info.train_class_counts),
+                ("test", self.test_images, self.test_labels, info.test_size, info.test_class_counts)):
             if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != shape:
-                problem = (f"{split} images are {images.dtype} {tuple(images.shape)}, "
-                           f"expected uint8 (N, {', '.join(map(str, shape))})")
-            elif labels.dtype != torch.int64 or tuple(labels.shape) != (len(images),):
-                problem = (f"{split} labels are {labels.dtype} {tuple(labels.shape)}, "
-                           f"expected int64 ({len(images)},)")
-            elif len(labels) == 0:
-                problem = f"the {split} split is empty"
-            elif labels.min() < 0 or labels.max() >= info.num_classes:
-                problem = (f"{split} labels range over [{int(labels.min())}, {int(labels.max())}], "
-                           f"expected [0, {info.num_classes - 1}]")
-            if problem:
-                raise DataError(f"{origin}: {problem}")
+                return (f"{split} images are {images.dtype} {tuple(images.shape)}, "
+                        f"expected uint8 (N, {', '.join(map(str, shape))})")
+            if labels.dtype != torch.int64 or tuple(labels.shape) != (len(images),):
+                return f"{split} labels are {labels.dtype} {tuple(labels.shape)}, expected int64 ({len(images)},)"
+            if len(labels) == 0:
+                return f"the {split} split is empty"
+            if labels.min() < 0 or labels.max() >= info.num_classes:
+                return (f"{split} labels range over [{int(labels.min())}, {int(labels.max())}], "
+                        f"expected [0, {info.num_classes - 1}]")
+            if len(images) != size:
+                return f"the {split} split has {len(images)} images, expected {size} ({info.name}'s official split)"
+            if counts is not None:
+                found = torch.bincount(labels, minlength=info.num_classes).tolist()
+                wrong = [c for c in range(info.num_classes) if found[c] != counts[c]]
+                if wrong:
+                    shown = "; ".join(f"class {c} {info.class_names[c]!r} has {found[c]} images, expected {counts[c]}"
+                                      for c in wrong[:3])  # a few are enough to see the pattern
+                    return (f"the {split} split's images per class differ from {info.name}'s: {shown} "
+                            f"({len(wrong)} of {info.num_classes} classes differ)")
+        return None
 
 
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, H, W)

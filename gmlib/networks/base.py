@@ -24,12 +24,17 @@ class EmbeddingNet(nn.Module):
     """A feature extractor followed by one linear classifier.
 
     ``embed(x)`` is the flattened penultimate feature; ``forward(x)`` classifies it.
+    ``input_shape`` (C, H, W), set by :func:`gmlib.networks.get_network`, is the image shape the
+    network was built for: other shapes are refused with a clear error, even those that would
+    run (a ConvNet built for 28 x 28 pools 32 x 32 images to a larger map and fails in its linear
+    layer; one with a global pooling would silently accept them).
     """
 
     def __init__(self, features: nn.Module, classifier: nn.Linear) -> None:
         super().__init__()
         self.features = features
         self.classifier = classifier
+        self.input_shape: tuple[int, int, int] | None = None
 
     @property
     def embed_dim(self) -> int:
@@ -38,6 +43,11 @@ class EmbeddingNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Flattened penultimate feature of a batch of images, shape (N, embed_dim)."""
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            built = "x".join(map(str, self.input_shape))
+            raise ValueError(f"{type(self).__name__} was built for {built} images (channels x height x width), "
+                             f"got a batch of shape {tuple(x.shape)}; build it with get_network(..., "
+                             f"channels={x.shape[1] if x.dim() == 4 else '?'}, im_size=...) for these images")
         return self.features(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,18 @@ def filter_network_kwargs(name: str, kwargs: Mapping[str, object]) -> dict[str, 
     return {keyword: value for keyword, value in kwargs.items() if keyword in accepted}
 
 
+def check_network_kwargs(name: str, kwargs: Mapping[str, object]) -> None:
+    """Refuse, before any network is built, a keyword ``get_network(name, ...)`` would not take
+    (a misspelling such as ``widht``, or a ConvNet variant on a fixed architecture)."""
+    key = _check_name(name)
+    unknown = sorted(set(kwargs) - set(CONVNET_DEFAULTS))
+    if unknown:
+        accepted = ", ".join(_INFO[key].keywords) or "none (its architecture is fixed)"
+        raise ValueError(f"network {key!r} takes no keyword {', '.join(map(repr, unknown))}; "
+                         f"the keywords it takes: {accepted}")
+    _reject_unused_keywords(key, dict(kwargs))
+
+
 def _reject_unused_keywords(name: str, given: dict[str, object]) -> None:
     """Networks without a variant must leave the variant keywords at their defaults."""
     accepted = _INFO[name].keywords
@@ -183,4 +195,6 @@ def get_network(
         "resnet18_bn": lambda: ResNet18(channels, num_classes, hw, norm="batchnorm"),
     }
     with _seeded(seed):
-        return builders[key]()
+        net = builders[key]()
+    net.input_shape = (channels, *hw)
+    return net
