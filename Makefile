@@ -28,12 +28,18 @@ $(STAMP): pyproject.toml requirements-lock.txt
 
 setup: $(STAMP) system-deps
 
-# FashionMNIST comes from a Debian package when we can install one (root, apt available).
+# From Debian when we can install packages (root, apt available): FashionMNIST, and the headless
+# Chromium with its driver that the browser test of the built book uses.
 system-deps:
 	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
 	  else echo "note: FashionMNIST will be downloaded from its official mirror (no root for apt-get)"; fi; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq chromium chromium-driver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)); \
+	  else echo "note: install chromium and chromium-driver for the browser test of the book (make test)"; fi; \
 	fi
 
 data: setup
@@ -47,6 +53,7 @@ book: data
 test: data
 	$(PY) -m pytest -q tests
 	$(PY) book/build.py --profile ci
+	GMLIB_BOOK_HTML=$(BUILD)/book/ci/_build/html $(PY) -m pytest -q -p no:cacheprovider tests/browser
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval-sanitize.cfg -p no:cacheprovider $(BUILD)/executed/ci
 
 # ---- conveniences -----------------------------------------------------------------------------

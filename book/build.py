@@ -120,6 +120,7 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
     (src / "notebooks").mkdir(parents=True)
     for name in BOOK_FILES:
         shutil.copy(BOOK / name, src / name)
+    shutil.copytree(BOOK / "_ext", src / "_ext")  # the book's own Sphinx extensions
     for notebook in notebooks:
         executed = BUILD / "executed" / profile / notebook.name
         if not executed.exists():
