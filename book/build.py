@@ -86,8 +86,11 @@ def build_info_page(profile: str, records: dict[str, dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from gmlib.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions
+    from gmlib.synthetic import git_commit
 
     prof = get_profile(profile)
+    commit, dirty = git_commit()
+    source = "unknown (not a git checkout)" if commit is None else f"`{commit}`" + (" with uncommitted changes" if dirty else "")
     rows = "\n".join(
         f"| {stem} | {rec['seconds']:.0f} s | {rec['date']} |" for stem, rec in sorted(records.items())
     )
@@ -97,6 +100,7 @@ def build_info_page(profile: str, records: dict[str, dict]) -> str:
 
 This copy of the book was executed at profile **`{profile}`** ({prof.description}).
 
+- Source: git commit {source}
 - Hardware: {describe_hardware("cpu")}
 - Platform: {platform.platform()}
 - Libraries: {versions}
@@ -113,6 +117,17 @@ This copy of the book was executed at profile **`{profile}`** ({prof.description
 """
 
 
+def hide_injected_parameters(executed: Path, target: Path) -> None:
+    """Copy an executed chapter, hiding papermill's injected-parameters cell from the page (the
+    build-info page and each chapter's provenance lines say which profile ran)."""
+    notebook = json.loads(executed.read_text())
+    for cell in notebook["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    target.write_text(json.dumps(notebook, indent=1))
+
+
 def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) -> Path:
     src = BUILD / "book-src" / profile
     if src.exists():
@@ -125,7 +140,7 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
         executed = BUILD / "executed" / profile / notebook.name
         if not executed.exists():
             sys.exit(f"{executed} is missing: run without --reuse to execute it first")
-        shutil.copy(executed, src / "notebooks" / notebook.name)
+        hide_injected_parameters(executed, src / "notebooks" / notebook.name)
     (src / "build_info.md").write_text(build_info_page(profile, records))
     out = BUILD / "book" / profile
     jupyter_book = Path(sys.executable).parent / "jupyter-book"  # installed beside this Python

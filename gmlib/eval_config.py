@@ -168,8 +168,13 @@ class EvalResult:
         return len(self.accuracies)
 
     def __str__(self) -> str:
+        # One model has no spread: "n = 1" says so where "+- 0.00" would claim a perfect one.
+        if self.num_models == 1:
+            accuracy = f"{100 * self.mean:.2f} % from 1 {self.config.network} model (n = 1, no spread)"
+        else:
+            accuracy = f"{100 * self.mean:.2f} +- {100 * self.std:.2f} % over {self.num_models} {self.config.network} models"
         return (
-            f"{100 * self.mean:.2f} +- {100 * self.std:.2f} % over {self.num_models} {self.config.network} models "
+            f"{accuracy} "
             f"({self.config.num_epochs} epochs, augment {self.config.augment}, seed {self.seed}, "
             f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method})"
         )
