@@ -136,6 +136,7 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
     for name in BOOK_FILES:
         shutil.copy(BOOK / name, src / name)
     shutil.copytree(BOOK / "_ext", src / "_ext")  # the book's own Sphinx extensions
+    shutil.copytree(BOOK / "_static", src / "_static")  # its stylesheet
     for notebook in notebooks:
         executed = BUILD / "executed" / profile / notebook.name
         if not executed.exists():

@@ -84,6 +84,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]):
     for row in rows:
         if len(row) != len(headers):
             raise ValueError(f"row {list(row)!r} has {len(row)} cells, expected {len(headers)}")
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|")  # a bare | would end the cell (e.g. in |cos|)
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return Markdown("\n".join(lines))

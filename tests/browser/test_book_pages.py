@@ -1,5 +1,6 @@
-"""The built book in a real browser, offline: every page's math is typeset, its images load and
-its console shows no errors.
+"""The built book in a real browser, offline: every page's math is typeset, its images load, its
+console shows no errors, and no output line or table is cut off, at a phone's width and a
+desktop's.
 
 Runs after the book is built (``make test`` builds it first): ``GMLIB_BOOK_HTML`` names the HTML
 folder. Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) reads the pages from a
@@ -26,6 +27,7 @@ ALLOWED_REMOTE = ("https://colab.research.google.com/assets/colab-badge.svg",)
 # pydata-sphinx-theme's note on a first visit (no colour mode stored yet), which it then repairs.
 BENIGN_CONSOLE = ("favicon.ico", "Got invalid theme mode: . Resetting to auto.")
 MATHJAX_WAIT_S = 30
+WIDTHS = {"phone": (390, 844), "desktop": (1280, 900)}
 
 if not BOOK_HTML:
     pytest.skip("GMLIB_BOOK_HTML is not set: build the book first (make test does)", allow_module_level=True)
@@ -43,6 +45,13 @@ const report = () => {
     broken_images: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
     remote: Array.from(document.querySelectorAll('script[src], link[rel=stylesheet]'))
       .map(e => e.src || e.href).filter(u => !u.startsWith(location.origin)),
+    // Output lines wider than their box (to be scrolled sideways, or cut), and tables wider than
+    // their box that do not scroll.
+    cut_off: Array.from(document.querySelectorAll('div.cell_output pre'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 60))
+      .concat(Array.from(document.querySelectorAll('table'))
+        .filter(t => t.scrollWidth > t.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(t).overflowX))
+        .map(t => 'table: ' + t.textContent.trim().slice(0, 60))),
   });
 };
 // MathJax may still be starting when the page has loaded: wait for it (10 s at most; a MathJax
@@ -93,7 +102,7 @@ def browser(tmp_path_factory):
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage",
                  # Offline: every host but this machine fails to resolve.
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1280,900"):
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -112,15 +121,18 @@ def page_problems(browser, url: str) -> list[str]:
                         + ("" if report["mathjax"] else " (MathJax did not load)"))
     problems += [f"image did not load: {src}" for src in report["broken_images"] if src not in ALLOWED_REMOTE]
     problems += [f"remote script or stylesheet: {src}" for src in report["remote"]]
+    problems += [f"cut off at {browser.get_window_size()['width']} px: {text!r}" for text in report["cut_off"]]
     for entry in browser.get_log("browser"):
         if entry["level"] == "SEVERE" and not any(known in entry["message"] for known in ALLOWED_REMOTE + BENIGN_CONSOLE):
             problems.append(f"console error: {entry['message']}")
     return problems
 
 
-def test_every_page_typesets_its_math_loads_its_images_and_logs_no_errors(site, browser) -> None:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_typesets_its_math_loads_its_images_and_logs_no_errors(site, browser, width) -> None:
     pages = book_pages(Path(BOOK_HTML))
     assert len(pages) >= 8, f"expected the chapters' pages under {BOOK_HTML}, found {len(pages)} pages"
+    browser.set_window_size(*WIDTHS[width])
     problems = {}
     for page in pages:
         found = page_problems(browser, f"{site}/{page.relative_to(BOOK_HTML).as_posix()}")
