@@ -90,6 +90,8 @@ def run_cell(out: Path, set_name: str, variant: str, k: int, seed: int, data) ->
 def summarise(out: Path) -> dict:
     """Collect the finished cells into per-variant statistics and paired differences."""
     records = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*/*/model-*.json"))]
+    if not records:
+        raise SystemExit(f"no finished cells in {out / 'cells'}: run the experiment first")
     summary: dict = {"sets": {}}
     for set_name in SETS:
         by_variant = {}

@@ -126,12 +126,14 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.matching import NonFiniteLossError, distill
     from gmlib.presets import get_profile
     from gmlib.runinfo import resolve_device
+    from gmlib.fileio import check_writable_folder
     from gmlib.synthetic import check_init, make_provenance, save_synthetic
 
     profile = get_profile(args.profile)
     try:
         config = _matching_config(args, profile)
         device = resolve_device(args.device or profile.device)
+        check_writable_folder(args.out)  # before the run, not after it
     except ValueError as error:
         args.parser.error(str(error))
     try:
@@ -145,7 +147,6 @@ def _distill(args: argparse.Namespace) -> int:
         args.parser.error(str(error))
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         result = distill(dataset, config, seed=args.seed, device=device, checkpoint_dir=out,
@@ -183,6 +184,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.augment import dsa_strategy_for
     from gmlib.data import DataError, dataset_info
     from gmlib.evaluate import EvalConfig, evaluate_across_networks, protocol_variant
+    from gmlib.fileio import check_writable_folder
     from gmlib.matching import METHODS, evaluation_augment
     from gmlib.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
@@ -191,6 +193,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile)
     try:
         device = resolve_device(args.device or profile.device)
+        if args.json:  # the report's folder must take it before the models are trained
+            if Path(args.json).is_dir():
+                raise ValueError(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'eval.json'}")
+            check_writable_folder(Path(args.json).parent)
     except ValueError as error:
         args.parser.error(str(error))
     try:

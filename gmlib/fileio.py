@@ -11,6 +11,29 @@ from typing import Any
 import torch
 
 
+def with_user_permissions(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile`` (always 0600) the permissions a plain ``open`` would give
+    it under the user's umask (typically 0644), so outputs are as readable as any other file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Make ``folder`` (and its parents) and prove a file can be written in it, or raise a
+    ValueError saying why not: checked before a long run, not after it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a folder: choose another output folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write into {folder}: {error.strerror or error}") from None
+    return folder
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it.
 
@@ -25,6 +48,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        with_user_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -45,6 +45,12 @@ def set_file(tmp_path: Path, name: str, *, classes: int = 3, shape=(1, 8, 8), da
     return save_synthetic(syn, tmp_path / f"{name}.pt")
 
 
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("not a folder")
+    return path
+
+
 def run_cli(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as stop:
         cli.main([str(a) for a in argv])
@@ -100,6 +106,14 @@ CLI_CASES: list[tuple[str, Callable[[Path], list], int, str]] = [
      "invalid choice: 'laptop'"),
     ("distill-dataset-unknown", lambda t: ["distill", "--dataset", "mnits", "--out", t / "r", *TINY], 2,
      "invalid choice: 'mnits'"),
+    ("distill-out-is-a-file", lambda t: ["distill", "--dataset", "mnist", "--out", a_file(t), *TINY], 2,
+     "is a file, not a folder: choose another output folder"),
+    ("distill-out-under-a-file", lambda t: ["distill", "--dataset", "mnist", "--out", a_file(t) / "run", *TINY], 2,
+     "cannot write into"),
+    ("evaluate-json-is-a-folder", lambda t: ["evaluate", set_file(t, "ok"), "--json", t], 2,
+     "is a folder; give a file name such as"),
+    ("evaluate-json-under-a-file", lambda t: ["evaluate", set_file(t, "ok"), "--json", a_file(t) / "eval.json"], 2,
+     "taken is a file, not a folder"),
 ]
 
 
@@ -211,3 +225,16 @@ def test_an_image_learning_rate_far_above_dcs_warns_but_runs() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MatchingConfig(ipc=1, lr_img=0.1)
+
+
+def test_outputs_get_the_users_normal_permissions(tmp_path) -> None:
+    """Files written through a temporary file (always 0600) end as a plain open would make them."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = set_file(tmp_path, "perm")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
