@@ -3,6 +3,12 @@
 These are quoted, never produced by us: the book prints them in a column of their own, labelled
 "published", beside the numbers our code measured.  Accuracies are in percent as printed in the
 sources; ``None`` marks a cell the source leaves empty.
+
+Names ending in ``SEED000`` ... ``SEED004`` (and "seed 00N" in the comments) number the five
+source reports as in ``book/references.bib``: 000 Cartwright, 001 Shi and Chen (the Toronto
+ECE1512 report), 002 Jiang et al. 2022, 003 Medvedev and D'yakonov, 004 Shi et al. (the COMP6248
+reproduction of DC).  Each ``source`` string names the report by its authors and year ("n.d."
+where the report states none).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ class Published:
         return f"{self.mean:g} ± {self.std:g}" if self.std is not None else f"{self.mean:g}"
 
 
-_JIANG_T3 = "Jiang et al. (seed 002), Table 3"
+_JIANG_T3 = "Jiang et al. 2022, Table 3"
 
 # Coreset baselines and whole-set accuracy, ConvNet, by dataset -> method -> ipc.
 BASELINES: dict[str, dict[str, dict[int, Published]]] = {
@@ -46,11 +52,11 @@ WHOLE_SET: dict[str, Published] = {
 # schedules, not the evaluation protocol): seed 000 Table 1 (10 epochs, lr 0.01, batch 1024) and
 # seed 001 Table 1 (ConvNet, 20 epochs, cosine schedule, with FLOPs counted by 'flopth').
 WHOLE_SET_BY_NETWORK_MNIST: dict[str, Published] = {
-    "convnet": Published(99.30, None, "Cartwright (seed 000), Table 1, 'CNN'"),
-    "mlp": Published(97.30, None, "Cartwright (seed 000), Table 1"),
-    "lenet": Published(98.55, None, "Cartwright (seed 000), Table 1"),
+    "convnet": Published(99.30, None, "Cartwright n.d., Table 1, 'CNN'"),
+    "mlp": Published(97.30, None, "Cartwright n.d., Table 1"),
+    "lenet": Published(98.55, None, "Cartwright n.d., Table 1"),
 }
-CONVNET_MNIST_SEED001 = Published(99.06, None, "Toronto report (seed 001), Table 1 (48.90 M FLOPs per image)")
+CONVNET_MNIST_SEED001 = Published(99.06, None, "Shi and Chen 2022 (Toronto report), Table 1 (48.90 M FLOPs per image)")
 CONVNET_MNIST_FLOPS_SEED001 = 48.90e6  # "Model FLOPs" per image, as the report counted them with flopth
 
 # Dataset condensation (DC) with a ConvNet, by dataset -> ipc (reference-defaults.md).
@@ -79,12 +85,12 @@ def lookup(table: dict, *keys) -> Published | None:
 # understood it (no MNIST augmentation), dataset -> ipc -> (paper, reproduction).
 DC_REPRODUCTION_SEED004: dict[str, dict[int, tuple[Published, Published]]] = {
     "mnist": {
-        1: (Published(91.7, 0.5, "DC paper, via seed 004 Table 1"), Published(87.1, 0.5, "Shi et al. (seed 004), Table 1")),
-        10: (Published(97.4, 0.2, "DC paper, via seed 004 Table 1"), Published(95.7, 0.1, "Shi et al. (seed 004), Table 1")),
+        1: (Published(91.7, 0.5, "DC paper, via Shi et al. n.d., Table 1"), Published(87.1, 0.5, "Shi et al. n.d., Table 1")),
+        10: (Published(97.4, 0.2, "DC paper, via Shi et al. n.d., Table 1"), Published(95.7, 0.1, "Shi et al. n.d., Table 1")),
     },
     "fashion-mnist": {
-        1: (Published(70.5, 0.6, "DC paper, via seed 004 Table 1"), Published(68.1, 0.2, "Shi et al. (seed 004), Table 1")),
-        10: (Published(82.3, 0.4, "DC paper, via seed 004 Table 1"), Published(80.9, 0.2, "Shi et al. (seed 004), Table 1")),
+        1: (Published(70.5, 0.6, "DC paper, via Shi et al. n.d., Table 1"), Published(68.1, 0.2, "Shi et al. n.d., Table 1")),
+        10: (Published(82.3, 0.4, "DC paper, via Shi et al. n.d., Table 1"), Published(80.9, 0.2, "Shi et al. n.d., Table 1")),
     },
 }
 
@@ -109,8 +115,8 @@ INIT_SEED000: dict[str, dict[int | str, float]] = {
 # Seed 001, Table 2: 10 images per class, ConvNet, real vs noise initialisation (percent) and
 # training time on the distilled set vs the original set (seconds, the report's hardware).
 INIT_SEED001_MNIST: dict[str, Published] = {
-    "real": Published(94.39, None, "Toronto report (seed 001), Table 2"),
-    "noise": Published(94.07, None, "Toronto report (seed 001), Table 2"),
+    "real": Published(94.39, None, "Shi and Chen 2022 (Toronto report), Table 2"),
+    "noise": Published(94.07, None, "Shi and Chen 2022 (Toronto report), Table 2"),
 }
 
 
@@ -133,7 +139,7 @@ class PublishedGTNRow:
 
 
 def _seed003_row(table: str, method: str, mean: float, std: float, params: str, gpu_mib: float) -> PublishedGTNRow:
-    return PublishedGTNRow(method, Published(mean, std, f"Medvedev & D'yakonov (seed 003), Table {table}"), params, gpu_mib)
+    return PublishedGTNRow(method, Published(mean, std, f"Medvedev and D'yakonov n.d., Table {table}"), params, gpu_mib)
 
 
 # Table II: ipc 10, ic 1, N 10, K 110, zeta_theta 10, k 64.
@@ -160,7 +166,7 @@ GTN_SEED003_TABLE4: tuple[PublishedGTNRow, ...] = (
     _seed003_row("IV", "IFT + GTN-rnd (ζ_θ = 10)", 90.9, 0.3, "1.640 M", 2726),
 )
 
-_SEED003_T6 = "Medvedev & D'yakonov (seed 003), Table VI"
+_SEED003_T6 = "Medvedev and D'yakonov n.d., Table VI"
 # Table VI: sets distilled with a ConvNet student, evaluated on other networks (with test
 # augmentation); method -> network -> accuracy.
 GTN_SEED003_TABLE6: dict[str, dict[str, Published]] = {
@@ -182,8 +188,8 @@ GTN_SEED003_TABLE6: dict[str, dict[str, Published]] = {
 # 2 synthetic sets x 50 networks. Seed 003's Table II (per class vs not) is GTN_SEED003_TABLE2.
 # --------------------------------------------------------------------------------------------
 
-_JIANG_T1 = "Jiang et al. (seed 002), Table 1"
-_JIANG_T2 = "Jiang et al. (seed 002), Table 2 (SVHN, 1 image per class, multi-level)"
+_JIANG_T1 = "Jiang et al. 2022, Table 1"
+_JIANG_T2 = "Jiang et al. 2022, Table 2 (SVHN, 1 image per class, multi-level)"
 
 
 def _levels(intra: tuple, inter: tuple, interleaved: tuple, multi: tuple) -> dict[str, Published]:
@@ -244,7 +250,7 @@ ABLATION_SEED002_TABLE3: dict[str, dict[int, dict[str, Published | None]]] = {
 # Section 4.4: network updates per iteration at 10 outer steps (ipc 10): DC's fixed 50 epochs vs
 # the schedule zeta(t); and the overfit criterion's gain on CIFAR-10 at 10 ipc (44.9 -> 45.7).
 UPDATES_PER_ITERATION_SEED002 = {"fixed": 450, "schedule": 190}
-OVERFIT_CIFAR10_IPC10_SEED002 = Published(45.7, None, "Jiang et al. (seed 002), section 4.4")
+OVERFIT_CIFAR10_IPC10_SEED002 = Published(45.7, None, "Jiang et al. 2022, section 4.4")
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +290,7 @@ HESSIAN_SEED000: dict[str, dict[str, float]] = {
 # trained on it, "T") -> accuracy in percent, MNIST, 1 image per class unless noted. Network
 # keys are gmlib.networks names; "vgg11"/"resnet18" are the sources' "VGG"/"ResNet".
 
-_JIANG_T4 = "Jiang et al. (seed 002), Table 4 (Ours-MD)"
+_JIANG_T4 = "Jiang et al. 2022, Table 4 (Ours-MD)"
 _CROSS_ARCH_COLUMNS = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
 
 
@@ -305,7 +311,7 @@ CROSS_ARCH_SEED002_TABLE4: dict[str, dict[str, Published]] = {
 # Seed 004, Table 2, the numbers in brackets: DC's own cross-architecture matrix (Zhao et al.),
 # as quoted by the reproduction (its MLP/ConvNet/LeNet/AlexNet corner; DC used its modified LeNet
 # and AlexNet, gmlib's "lenet" and "alexnet").
-_DC_VIA_004 = "DC paper (Zhao et al. 2021), via Shi et al. (seed 004) Table 2"
+_DC_VIA_004 = "DC paper (Zhao et al. 2021), via Shi et al. n.d., Table 2"
 _COLUMNS_004 = ("mlp", "convnet", "lenet", "alexnet")
 CROSS_ARCH_DC_PAPER: dict[str, dict[str, Published]] = {
     "mlp": _matrix_row(_DC_VIA_004, ((70.5, 1.2), (63.9, 6.5), (77.3, 5.8), (70.9, 11.6)), _COLUMNS_004),
@@ -317,7 +323,7 @@ CROSS_ARCH_DC_PAPER: dict[str, dict[str, Published]] = {
 # Seed 004, Table 2, the numbers outside the brackets: the reproduction with the ORIGINAL LeNet
 # and AlexNet architectures (gmlib's "lenet_original" and "alexnet_original"), keyed here by the
 # network names the reproduction printed.
-_SHI_T2 = "Shi et al. (seed 004), Table 2 (original LeNet/AlexNet)"
+_SHI_T2 = "Shi et al. n.d., Table 2 (original LeNet/AlexNet)"
 CROSS_ARCH_SEED004_TABLE2: dict[str, dict[str, Published]] = {
     "mlp": _matrix_row(_SHI_T2, ((66.8, 0.7), (68.5, 2.2), (10.9, 3.0), (10.3, 3.6)), _COLUMNS_004),
     "convnet": _matrix_row(_SHI_T2, ((72.8, 1.0), (87.7, 0.7), (9.6, 2.8), (11.7, 2.9)), _COLUMNS_004),
@@ -327,7 +333,7 @@ CROSS_ARCH_SEED004_TABLE2: dict[str, dict[str, Published]] = {
 
 # Seed 004, Table 3: the reproduction's LeNet and AlexNet rows rerun with DC's modified LeNet and
 # AlexNet (gmlib's "lenet" and "alexnet"); the columns are still the report's networks.
-_SHI_T3 = "Shi et al. (seed 004), Table 3 (DC's LeNet/AlexNet)"
+_SHI_T3 = "Shi et al. n.d., Table 3 (DC's LeNet/AlexNet)"
 CROSS_ARCH_SEED004_TABLE3: dict[str, dict[str, Published]] = {
     "lenet": _matrix_row(_SHI_T3, ((74.3, 0.9), (82.9, 1.2), (70.8, 8.5), (75.5, 1.1)), _COLUMNS_004),
     "alexnet": _matrix_row(_SHI_T3, ((75.4, 0.6), (82.9, 1.5), (73.7, 3.3), (75.6, 1.5)), _COLUMNS_004),
@@ -335,7 +341,7 @@ CROSS_ARCH_SEED004_TABLE3: dict[str, dict[str, Published]] = {
 
 # Seed 001, Table 3: ConvNet-distilled sets of 10 images per class evaluated on ConvNet and LeNet
 # (their own 20-epoch cosine-schedule training), percent. dataset -> init -> target -> accuracy.
-_TORONTO_T3 = "Toronto report (seed 001), Table 3"
+_TORONTO_T3 = "Shi and Chen 2022 (Toronto report), Table 3"
 CROSS_ARCH_SEED001_TABLE3: dict[str, dict[str, dict[str, Published]]] = {
     "mnist": {
         "real": {"convnet": Published(94.39, None, _TORONTO_T3), "lenet": Published(88.27, None, _TORONTO_T3)},
@@ -350,7 +356,7 @@ CROSS_ARCH_SEED001_TABLE3: dict[str, dict[str, dict[str, Published]]] = {
 # Seed 001, Table 4: ConvNet depth as a neural-architecture-search proxy on MNIST (width 128,
 # 20 epochs, cosine schedule): depth -> (accuracy on the original set, on the distilled set).
 # Depth 3 was not run (it is the distillation network).
-_TORONTO_T4 = "Toronto report (seed 001), Table 4"
+_TORONTO_T4 = "Shi and Chen 2022 (Toronto report), Table 4"
 NAS_SEED001_TABLE4: dict[int, tuple[Published, Published]] = {
     1: (Published(98.11, None, _TORONTO_T4), Published(83.81, None, _TORONTO_T4)),
     2: (Published(98.79, None, _TORONTO_T4), Published(91.27, None, _TORONTO_T4)),
