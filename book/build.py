@@ -39,10 +39,11 @@ def chapter_notebooks(only: list[str] | None) -> list[Path]:
 
 
 def source_key(notebook: Path, profile: str) -> str:
-    """Hash of the notebook, every gmlib source file, the stored runs' JSON and the profile."""
+    """Hash of the notebook, the figures' style, every gmlib source file, the stored runs' JSON and
+    the profile."""
     digest = hashlib.sha256(profile.encode())
     stored = sorted((ROOT / "results").glob("*/*.json"))
-    for path in [notebook, *sorted((ROOT / "gmlib").rglob("*.py")), *stored]:
+    for path in [notebook, NOTEBOOKS / "matplotlibrc", *sorted((ROOT / "gmlib").rglob("*.py")), *stored]:
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -58,14 +58,14 @@ def show_images(
     ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap=cmap, vmin=0, vmax=1)
     h, w = images.shape[-2:]
     ax.set_xticks([(w + 1) * i + w / 2 for i in range(len(col_labels))] if col_labels else [])
-    ax.set_xticklabels(col_labels or [], fontsize=8)
+    ax.set_xticklabels(col_labels or [], fontsize=10)
     ax.set_yticks([(h + 1) * i + h / 2 for i in range(len(row_labels))] if row_labels else [])
-    ax.set_yticklabels(row_labels or [], fontsize=8)
+    ax.set_yticklabels(row_labels or [], fontsize=10)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=12)
     return ax
 
 
