@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from gmlib.fileio import atomic_torch_save
+from gmlib.memory import available_bytes
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
 INIT_NAMES = ("noise", "real", "black", "white", "gray", "class-mean")
@@ -230,8 +231,6 @@ def check_init(dataset, ipc: int, init: str, device: str | torch.device | None =
             raise ValueError(f"init 'real' needs {ipc} images per class, but class {smallest} "
                              f"({dataset.class_names[smallest]!r}) of {dataset.name} has only {counts[smallest]}; "
                              f"use ipc <= {counts[smallest]} or another init")
-    from gmlib.memory import available_bytes
-
     device = dataset.device if device is None else resolve_device(device)
     images = dataset.num_classes * ipc
     needed = COPIES_WHILE_LEARNED * images * dataset.channels * dataset.im_size[0] * dataset.im_size[1] * 4

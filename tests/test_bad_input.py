@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gmlib.cli as cli
-import gmlib.memory
+import gmlib.synthetic
 from gmlib.checks import WrongTypeError
 from gmlib.data import dataset_info
 from gmlib.evaluate import EvalConfig, evaluate_set
@@ -119,7 +119,7 @@ CLI_CASES: list[tuple[str, Callable[[Path], list], int, str]] = [
 
 @pytest.mark.parametrize("argv, status, message", [case[1:] for case in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_is_one_clear_line_and_exit_2(fake_world, monkeypatch, tmp_path, capsys, argv, status, message):
-    monkeypatch.setattr(gmlib.memory, "available_bytes", lambda device="cpu": 8 * 2**30)  # the same on every machine
+    monkeypatch.setattr(gmlib.synthetic, "available_bytes", lambda device="cpu": 8 * 2**30)  # the same on every machine
     assert run_cli(argv(tmp_path)) == status
     err = capsys.readouterr().err
     assert message in err

@@ -26,7 +26,7 @@ import torch
 
 import gmlib
 from gmlib import data
-from gmlib.data import (DATASET_NAMES, Checksum, ChecksumError, DataError, DownloadSource, ImageDataset,
+from gmlib.data import (DATASET_NAMES, Checksum, DataError, DownloadSource, ImageDataset,
                         LocalFilesSource, PipWheelSource, SourceFile, dataset_info, default_sources,
                         load_dataset, processed_path)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from gmlib.data.errors import DataError
+from gmlib.fileio import with_user_permissions
 
 
 class ChecksumError(DataError):
@@ -107,5 +108,5 @@ def _copy_verified(stream: BinaryIO, target: Path, checksum: Checksum, origin: s
 
 def _publish(partial: Path, target: Path) -> None:
     """Atomically move a finished temporary file into place, readable by everyone like a normal file."""
-    os.chmod(partial, 0o644)  # temporary files start private (0600); a shared cache must not
+    with_user_permissions(partial)  # temporary files start private (0600); a shared cache must not
     os.replace(partial, target)
