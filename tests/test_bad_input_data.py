@@ -89,10 +89,13 @@ def fashion_cache_copied_over_mnist(tmp_path: Path) -> Load:
 
 
 def fashion_cache_resealed_as_mnist(tmp_path: Path) -> Load:
-    """The same copy with a sidecar rewritten for MNIST's file name: only the contents tell."""
+    """The same copy with a sidecar rewritten for MNIST's file name and no recorded name (as in a
+    file from before names were recorded): only the contents tell."""
     target = processed_path("mnist", tmp_path)
     target.parent.mkdir(parents=True)
-    shutil.copy(real_file("fashion-mnist", "fashion-mnist-uint8-v1.pt"), target)
+    payload = torch.load(real_file("fashion-mnist", "fashion-mnist-uint8-v1.pt"), weights_only=True)
+    payload.pop("name", None)
+    torch.save(payload, target)
     reseal(target)
     return lambda: load_dataset("mnist", cache_dir=tmp_path, sources=[])
 
