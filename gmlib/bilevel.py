@@ -24,7 +24,7 @@ answer lives in :mod:`gmlib.toy_bilevel`.
 from __future__ import annotations
 
 import math
-import time
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from gmlib.checks import check_int, check_positive, is_int
-from gmlib.memory import track_peak_memory
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
+from gmlib.run import Method, RunResult, Step, check_finite, draw_seed, iteration_generator, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
 
@@ -135,7 +135,8 @@ class _DistillConfig:
     network: str = "convnet"
     network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = (("width", 32),)
     # Stop early once this many seconds have passed (seed 003 gives every method ~15 minutes);
-    # None runs all ``iterations``. A time limit makes the number of steps depend on the machine.
+    # None runs all ``iterations``. A time limit makes the number of steps depend on the machine,
+    # so it is a setting of the run, not of its identity (gmlib.run.RUN_CONTROL_FIELDS).
     time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -155,9 +156,6 @@ class _DistillConfig:
             raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
         if self.time_limit_s is not None:
             check_positive("time_limit_s", self.time_limit_s)
-
-    def out_of_time(self, seconds: float) -> bool:
-        return self.time_limit_s is not None and seconds >= self.time_limit_s
 
     def as_dict(self) -> dict[str, Any]:
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -225,33 +223,6 @@ class ImplicitConfig(_DistillConfig):
         _check_neumann(self.neumann_alpha, self.neumann_terms)
 
 
-@dataclass
-class DistillOutcome:
-    """A learned synthetic set and how it was learned.
-
-    ``history`` has per-outer-step lists ``iteration``, ``outer_loss`` (cross-entropy on the real
-    batch after inner training) and ``seconds`` (cumulative), plus ``learned_lrs`` (the per-step
-    learning rates at the end; unroll only, else empty). ``peak_mib``/``memory_kind``/``added_mib``
-    come from :func:`gmlib.memory.track_peak_memory` around the whole loop.
-    """
-
-    synthetic: SyntheticSet
-    history: dict[str, list]
-    iterations: int  # outer steps actually taken (fewer than configured when time ran out)
-    seconds: float
-    peak_mib: float
-    added_mib: float
-    memory_kind: str
-    learned_parameters: int
-    config: _DistillConfig
-    learned_lrs: Tensor | None = None
-
-    def summary(self) -> str:
-        return (f"{type(self.config).__name__}: {self.iterations} outer steps, "
-                f"{self.learned_parameters} learned values, {self.seconds:.1f} s, "
-                f"peak {self.peak_mib:.0f} MiB {self.memory_kind} (+{self.added_mib:.0f} MiB in the loop)")
-
-
 # ---------------------------------------------------------------------------------------------
 # Students as plain tensors
 # ---------------------------------------------------------------------------------------------
@@ -270,16 +241,6 @@ def _initial_parameters(dataset, config: _DistillConfig, seed: int, device: torc
     kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
     net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, seed=seed, **kwargs)
     return {name: p.detach().to(device).requires_grad_(True) for name, p in net.named_parameters()}
-
-
-def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-
-
-def _real_batch(dataset, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    picks = torch.randint(0, len(dataset.train_labels), (size,), generator=generator)
-    picks = picks.to(dataset.train_labels.device)
-    return dataset.train_images[picks], dataset.train_labels[picks]
 
 
 def _loss(net: nn.Module, params: dict[str, Tensor], images: Tensor, labels: Tensor) -> Tensor:
@@ -329,118 +290,134 @@ def unrolled_training(net: nn.Module, params: dict[str, Tensor], images: Tensor,
 
 
 # ---------------------------------------------------------------------------------------------
-# The two outer loops
+# The two outer loops, as methods on the run scaffold
 # ---------------------------------------------------------------------------------------------
 
 
-def _start(dataset, config: _DistillConfig, seed: int, device: str | torch.device, images_per_class: int):
+class _BilevelMethod(Method):
+    """What both hypergradients share: the set, a student architecture to call functionally, the
+    fixed student initialisation (``init_mode='fixed'``) and each outer step's draws."""
+
+    divergence_hint = "outer_lr"
+
+    def __init__(self, dataset, config: _DistillConfig, seed: int, device: torch.device, images_per_class: int) -> None:
+        self.config, self.seed, self.device = config, seed, device
+        self.dataset = dataset if dataset.device == device else dataset.to(device)
+        self.synthetic = init_synthetic(self.dataset, images_per_class, config.image_init, seed=seed, device=device)
+        self.net = _student(self.dataset, config, device)
+        # The one student of init_mode 'fixed' comes from the stream before the first iteration.
+        self.fixed_seed = draw_seed(iteration_generator(seed, -1))
+
+    def student_and_real_batch(self, generator: torch.Generator) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """One outer step's student initialisation (fixed, or fresh) and real batch, in that order."""
+        init_seed = self.fixed_seed if self.config.init_mode == "fixed" else draw_seed(generator)
+        params = _initial_parameters(self.dataset, self.config, init_seed, self.device)
+        real_x, real_y = self.dataset.mixed_batch(self.config.batch_real, generator)
+        return params, real_x, real_y
+
+    def outer_step(self, outer: Tensor, it: int) -> Step:
+        check_finite(outer, "the outer loss", it, self.divergence_hint)
+        self.optimizer.step()
+        return Step([float(outer.detach())], {})
+
+    def synthetic_set(self) -> SyntheticSet:
+        return self.synthetic
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.synthetic.images.detach(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.synthetic.images.copy_(state["images"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class UnrollMethod(_BilevelMethod):
+    """Backpropagation through the student's training (Wang et al.; seed 003 Fig. 1-2)."""
+
+    name = "unroll"
+
+    def __init__(self, dataset, config: UnrollConfig, seed: int, device: torch.device) -> None:
+        super().__init__(dataset, config, seed, device, config.ipc * config.synthetic_batches)
+        self.batches = batch_indices(self.dataset.num_classes, config.ipc, config.synthetic_batches, device)
+        self.raw_lrs = raw_from_lr(config.lr_init, config.total_inner_steps).to(device).requires_grad_(config.learn_lr)
+        learned = [self.synthetic.images] + ([self.raw_lrs] if config.learn_lr else [])
+        self.optimizer = torch.optim.Adam(learned, lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
+
+    def iteration(self, it: int, generator: torch.Generator) -> Step:
+        """A student, ``total_inner_steps`` differentiable SGD steps on the synthetic batches, the
+        cross-entropy on the real batch, one Adam step on the images and the raw learning rates."""
+        params, real_x, real_y = self.student_and_real_batch(generator)
+        final = unrolled_training(self.net, params, self.synthetic.images, self.synthetic.labels, self.batches,
+                                  lr_from_raw(self.raw_lrs), momentum=self.config.inner_momentum)
+        outer = _loss(self.net, final, real_x, real_y)
+        self.optimizer.zero_grad(set_to_none=True)
+        outer.backward()
+        return self.outer_step(outer, it)
+
+    @property
+    def learned_lrs(self) -> Tensor:
+        """The per-step learning rates as they are now."""
+        return lr_from_raw(self.raw_lrs.detach()).cpu()
+
+    def learned_parameters(self) -> int:
+        return self.synthetic.images.numel() + (self.raw_lrs.numel() if self.config.learn_lr else 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "raw_lrs": self.raw_lrs.detach()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.raw_lrs.copy_(state["raw_lrs"])
+
+
+class ImplicitMethod(_BilevelMethod):
+    """The implicit-function hypergradient after ordinary training (seed 003 Fig. 3-4)."""
+
+    name = "implicit"
+
+    def __init__(self, dataset, config: ImplicitConfig, seed: int, device: torch.device) -> None:
+        super().__init__(dataset, config, seed, device, config.ipc)
+        self.whole_set = [torch.arange(len(self.synthetic.labels), device=device)]
+        self.lrs = torch.full((config.inner_steps,), config.inner_lr, device=device)
+        self.optimizer = torch.optim.Adam([self.synthetic.images], lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
+
+    def iteration(self, it: int, generator: torch.Generator) -> Step:
+        """A student trained ``inner_steps`` SGD steps on the whole set with no graph kept, then
+        :func:`implicit_hypergradient` at the trained student and one Adam step on the images."""
+        config, syn = self.config, self.synthetic
+        params, real_x, real_y = self.student_and_real_batch(generator)
+        trained = unrolled_training(self.net, params, syn.images.detach(), syn.labels, self.whole_set, self.lrs,
+                                    momentum=config.inner_momentum, create_graph=False)
+        inner = _loss(self.net, trained, syn.images, syn.labels)
+        outer = _loss(self.net, trained, real_x, real_y)
+        (hypergradient,) = implicit_hypergradient(inner, outer, list(trained.values()), [syn.images],
+                                                  alpha=config.neumann_alpha, terms=config.neumann_terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        syn.images.grad = hypergradient
+        return self.outer_step(outer, it)
+
+
+def _distill(method_class, config_class, dataset, config, seed, device, out_dir, resume, progress) -> RunResult:
+    if not isinstance(config, config_class):
+        raise ValueError(f"config must be an {config_class.__name__}, got {type(config).__name__}")
     if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    device = resolve_device(device)
-    dataset = dataset.to(device) if dataset.device != device else dataset
-    generator = torch.Generator().manual_seed(seed)
-    synthetic = init_synthetic(dataset, images_per_class, config.image_init, generator=generator, device=device)
-    net = _student(dataset, config, device)
-    fixed_seed = _draw_seed(generator)
-    return dataset, device, generator, synthetic, net, fixed_seed
-
-
-def _progress(total: int, enabled: bool, description: str):
-    """A tqdm bar; a disabled one when ``enabled`` is False, so callers never test for None."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, leave=False, disable=not enabled)
-
-
-def _student_and_real_batch(dataset, config, fixed_seed: int, generator: torch.Generator, device: torch.device):
-    """One outer step's student initialisation (fixed, or fresh from ``generator``) and real batch,
-    drawn in that order."""
-    init_seed = fixed_seed if config.init_mode == "fixed" else _draw_seed(generator)
-    params = _initial_parameters(dataset, config, init_seed, device)
-    real_x, real_y = _real_batch(dataset, config.batch_real, generator)
-    return params, real_x, real_y
-
-
-def _record_step(history: dict[str, list], iteration: int, outer: Tensor, start: float, bar, config) -> bool:
-    """Log one outer step; True when the configuration's time limit says to stop."""
-    history["iteration"].append(iteration + 1)
-    history["outer_loss"].append(float(outer.detach()))
-    history["seconds"].append(time.perf_counter() - start)
-    bar.update(1)
-    return config.out_of_time(history["seconds"][-1])
+    method = method_class(dataset, config, seed, resolve_device(device))
+    return run(method, out_dir=out_dir, resume=resume, progress=progress, time_limit_s=config.time_limit_s)
 
 
 def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int = 0, device: str | torch.device = "auto",
-                     progress: bool = False) -> DistillOutcome:
-    """Learn a synthetic set (and per-step learning rates) by backpropagating through training.
-
-    Each outer step: a student initialisation (fixed or fresh), a real batch, ``total_inner_steps``
-    differentiable SGD steps on the synthetic batches, the cross-entropy on the real batch, and one
-    Adam step on the images and the raw learning rates (Wang et al.; seed 003 Fig. 1-2).
-    """
-    if not isinstance(config, UnrollConfig):
-        raise ValueError(f"config must be an UnrollConfig, got {type(config).__name__}")
-    per_class = config.ipc * config.synthetic_batches
-    dataset, device, generator, synthetic, net, fixed_seed = _start(dataset, config, seed, device, per_class)
-    batches = batch_indices(dataset.num_classes, config.ipc, config.synthetic_batches, device)
-    raw_lrs = raw_from_lr(config.lr_init, config.total_inner_steps).to(device).requires_grad_(config.learn_lr)
-    learned = [synthetic.images] + ([raw_lrs] if config.learn_lr else [])
-    optimizer = torch.optim.Adam(learned, lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
-    history: dict[str, list] = {"iteration": [], "outer_loss": [], "seconds": [], "learned_lrs": []}
-    bar = _progress(config.iterations, progress, "unroll")
-    with track_peak_memory(device) as memory:
-        start = time.perf_counter()
-        for iteration in range(config.iterations):
-            params, real_x, real_y = _student_and_real_batch(dataset, config, fixed_seed, generator, device)
-            final = unrolled_training(net, params, synthetic.images, synthetic.labels, batches, lr_from_raw(raw_lrs),
-                                      momentum=config.inner_momentum)
-            outer = _loss(net, final, real_x, real_y)
-            optimizer.zero_grad(set_to_none=True)
-            outer.backward()
-            optimizer.step()
-            if _record_step(history, iteration, outer, start, bar, config):
-                break
-    bar.close()
-    lrs = lr_from_raw(raw_lrs.detach()).cpu()
-    history["learned_lrs"] = lrs.tolist()
-    synthetic.metadata.update({"method": "unroll", "config": config.as_dict(), "seed": seed})
-    learned_values = synthetic.images.numel() + (raw_lrs.numel() if config.learn_lr else 0)
-    return DistillOutcome(synthetic, history, len(history["iteration"]), memory.seconds, memory.peak_mib,
-                          memory.added_mib, memory.kind, learned_values, config, lrs)
+                     progress: bool = False, out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
+    """Learn a synthetic set (and per-step learning rates) by backpropagating through training
+    (:class:`UnrollMethod` on :func:`gmlib.run.run`: resumable from ``out_dir``)."""
+    return _distill(UnrollMethod, UnrollConfig, dataset, config, seed, device, out_dir, resume, progress)
 
 
 def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: int = 0,
-                     device: str | torch.device = "auto", progress: bool = False) -> DistillOutcome:
-    """Learn a synthetic set with the implicit-function hypergradient (seed 003 Fig. 3-4).
-
-    Each outer step: a student initialisation (fixed or fresh), ``inner_steps`` SGD steps on the
-    whole synthetic set with no graph kept, then :func:`implicit_hypergradient` at the trained
-    student and one Adam step on the images. Memory does not depend on ``inner_steps``.
-    """
-    if not isinstance(config, ImplicitConfig):
-        raise ValueError(f"config must be an ImplicitConfig, got {type(config).__name__}")
-    dataset, device, generator, synthetic, net, fixed_seed = _start(dataset, config, seed, device, config.ipc)
-    whole_set = [torch.arange(len(synthetic.labels), device=device)]
-    lrs = torch.full((config.inner_steps,), config.inner_lr, device=device)
-    optimizer = torch.optim.Adam([synthetic.images], lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
-    history: dict[str, list] = {"iteration": [], "outer_loss": [], "seconds": [], "learned_lrs": []}
-    bar = _progress(config.iterations, progress, "implicit")
-    with track_peak_memory(device) as memory:
-        start = time.perf_counter()
-        for iteration in range(config.iterations):
-            params, real_x, real_y = _student_and_real_batch(dataset, config, fixed_seed, generator, device)
-            trained = unrolled_training(net, params, synthetic.images.detach(), synthetic.labels, whole_set, lrs,
-                                        momentum=config.inner_momentum, create_graph=False)
-            inner = _loss(net, trained, synthetic.images, synthetic.labels)
-            outer = _loss(net, trained, real_x, real_y)
-            (hypergradient,) = implicit_hypergradient(inner, outer, list(trained.values()), [synthetic.images],
-                                                      alpha=config.neumann_alpha, terms=config.neumann_terms)
-            optimizer.zero_grad(set_to_none=True)
-            synthetic.images.grad = hypergradient
-            optimizer.step()
-            if _record_step(history, iteration, outer, start, bar, config):
-                break
-    bar.close()
-    synthetic.metadata.update({"method": "implicit", "config": config.as_dict(), "seed": seed})
-    return DistillOutcome(synthetic, history, len(history["iteration"]), memory.seconds, memory.peak_mib,
-                          memory.added_mib, memory.kind, synthetic.images.numel(), config, None)
+                     device: str | torch.device = "auto", progress: bool = False,
+                     out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
+    """Learn a synthetic set with the implicit-function hypergradient (:class:`ImplicitMethod` on
+    :func:`gmlib.run.run`: resumable from ``out_dir``). Memory does not depend on ``inner_steps``."""
+    return _distill(ImplicitMethod, ImplicitConfig, dataset, config, seed, device, out_dir, resume, progress)

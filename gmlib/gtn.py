@@ -18,9 +18,8 @@ The generator, its two input modes and the teacher that holds both are :mod:`gml
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,14 +29,10 @@ from torch import Tensor, nn
 from gmlib.checks import check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
 from gmlib.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
-from gmlib.matching import (
-    freeze_batchnorm_on_real,
-    iteration_generator,
-    matching_loss_backward,
-    sample_real_batches,
-    train_inner,
-)
-from gmlib.networks import get_network, has_batchnorm, network_info
+from gmlib.inner_loop import train_inner
+from gmlib.matching import freeze_batchnorm_on_real, matching_loss_backward
+from gmlib.networks import has_batchnorm, network_info
+from gmlib.run import Method, RunResult, Step, check_finite, draw_seed, fresh_network, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet
 
@@ -45,14 +40,14 @@ OBJECTIVES = ("gm", "ift")
 
 # One import line for users: the generator's module is re-exported here.
 __all__ = [
-    "MIN_K", "MODES", "OBJECTIVES", "GTNConfig", "GTNHistory", "GTNResult", "GenerativeTeacher", "Generator",
+    "MIN_K", "MODES", "OBJECTIVES", "GTNConfig", "GTNMethod", "GenerativeTeacher", "Generator",
     "build_teacher", "generated_set", "generator_parameter_count", "gm_teacher_backward", "ift_teacher_backward",
     "matching_loss_whole_batch", "train_gtn",
 ]
 
 
 # --------------------------------------------------------------------------------------------
-# Configuration, history, result
+# Configuration
 # --------------------------------------------------------------------------------------------
 
 
@@ -134,39 +129,6 @@ class GTNConfig:
         return data
 
 
-@dataclass
-class GTNHistory:
-    """Per iteration: ``losses`` (GM: matching loss summed over classes, averaged over the outer
-    steps; IFT: the student's cross-entropy on the real batch) and ``seconds``; ``peak_mib`` /
-    ``memory_kind`` from :func:`gmlib.memory.track_peak_memory` over the whole run;
-    ``parameters``: the teacher's learnable numbers (generator, latents, total)."""
-
-    config: dict[str, Any]
-    seed: int
-    device: str
-    losses: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    peak_mib: float = float("nan")
-    memory_kind: str = ""
-    parameters: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class GTNResult:
-    """The trained teacher, the set it generates (a :class:`SyntheticSet`), and the history."""
-
-    teacher: GenerativeTeacher
-    synthetic: SyntheticSet
-    history: GTNHistory
-
-    @property
-    def generator(self) -> Generator:
-        return self.teacher.generator
-
-
 # --------------------------------------------------------------------------------------------
 # The two objectives: one teacher gradient each
 # --------------------------------------------------------------------------------------------
@@ -233,16 +195,6 @@ def ift_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_images
 # --------------------------------------------------------------------------------------------
 
 
-def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(2**62, (1,), generator=generator).item())
-
-
-def _fresh_student(config: GTNConfig, dataset: Any, generator: torch.Generator, device: torch.device) -> nn.Module:
-    net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size,
-                      seed=_draw_seed(generator), **dict(config.network_kwargs))
-    return net.to(device)
-
-
 def _train_student(config: GTNConfig, net: nn.Module, teacher: GenerativeTeacher, generator: torch.Generator,
                    noise_generator: torch.Generator | None) -> None:
     with torch.no_grad():
@@ -253,37 +205,35 @@ def _train_student(config: GTNConfig, net: nn.Module, teacher: GenerativeTeacher
 
 def _noise_generator(generator: torch.Generator, mode: str) -> torch.Generator | None:
     """Random input: a generator for this step's latents, seeded from the iteration's stream."""
-    return torch.Generator().manual_seed(_draw_seed(generator)) if mode == "random_input" else None
+    return torch.Generator().manual_seed(draw_seed(generator)) if mode == "random_input" else None
 
 
 def _gm_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
-                  distance: Callable, generator: torch.Generator, device: torch.device) -> float:
+                  distance: Callable, generator: torch.Generator, device: torch.device, it: int) -> float:
     """Seed 003 Fig. 5 for one k: a fresh student, N teacher updates, zeta_theta student steps between."""
-    net = _fresh_student(config, dataset, generator, device)
+    net = fresh_network(config.network, config.network_kwargs, dataset, generator, device)
     total = 0.0
     for t in range(config.outer_loop):
         if has_batchnorm(net):
             freeze_batchnorm_on_real(net, dataset, config.bn_real_per_class, generator)
-        real_batches = sample_real_batches(dataset, config.batch_real, generator)
+        real_batches = dataset.class_batches(config.batch_real, generator)
         noise = _noise_generator(generator, config.mode)
         optimizer.zero_grad(set_to_none=True)
         losses = gm_teacher_backward(teacher, net, real_batches, distance, per_class=config.per_class,
                                      noise_generator=noise)
-        loss = float(losses.sum())
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the matching loss became {loss}; try a smaller lr_teacher")
+        check_finite(losses, "the matching loss", it, GTNMethod.divergence_hint)
         optimizer.step()
-        total += loss
+        total += float(losses.sum())
         if t < config.outer_loop - 1:  # the next iteration starts from a fresh student anyway
             _train_student(config, net, teacher, generator, _noise_generator(generator, config.mode))
     return total / config.outer_loop
 
 
 def _ift_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
-                   generator: torch.Generator, device: torch.device) -> float:
+                   generator: torch.Generator, device: torch.device, it: int) -> float:
     """Seed 003 Fig. 3: a fresh student trained zeta_theta steps, then one hypergradient step."""
-    net = _fresh_student(config, dataset, generator, device)
-    noise_seed = _draw_seed(generator)
+    net = fresh_network(config.network, config.network_kwargs, dataset, generator, device)
+    noise_seed = draw_seed(generator)
 
     def noise() -> torch.Generator | None:  # the same inputs for training and for the hypergradient
         return torch.Generator().manual_seed(noise_seed) if config.mode == "random_input" else None
@@ -291,15 +241,15 @@ def _ift_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, 
     _train_student(config, net, teacher, generator, noise())
     if has_batchnorm(net):
         net.eval()  # differentiate the trained student with the statistics it learned
-    real_batches = sample_real_batches(dataset, config.batch_real, generator)
+    real_batches = dataset.class_batches(config.batch_real, generator)
     num_classes, batch = real_batches.shape[:2]
     real_labels = torch.arange(num_classes, device=device).repeat_interleave(batch)
     optimizer.zero_grad(set_to_none=True)
     loss = float(ift_teacher_backward(teacher, net, real_batches.flatten(0, 1), real_labels,
                                       alpha=config.neumann_alpha, terms=config.neumann_terms, noise_generator=noise()))
-    grads_finite = all(torch.isfinite(p.grad).all() for p in teacher.parameters() if p.grad is not None)
-    if not math.isfinite(loss) or not grads_finite:
-        raise FloatingPointError(f"the IFT step is not finite (real loss {loss}); try a smaller neumann_alpha or lr_teacher")
+    check_finite(loss, "the real loss", it, GTNMethod.divergence_hint)
+    grads = [p.grad.reshape(-1) for p in teacher.parameters() if p.grad is not None]
+    check_finite(torch.cat(grads), "the hypergradient", it, "neumann_alpha or lr_teacher")
     optimizer.step()
     return loss
 
@@ -321,50 +271,56 @@ def generated_set(teacher: GenerativeTeacher, dataset: Any, seed: int = 0) -> Sy
                         metadata={"method": "gtn", "mode": teacher.mode})
 
 
+class GTNMethod(Method):
+    """A generative teacher (its generator, latents and Adam) as :func:`gmlib.run.run` drives it."""
+
+    name = "gtn"
+    divergence_hint = "lr_teacher"
+
+    def __init__(self, dataset: Any, config: GTNConfig, seed: int, device: torch.device) -> None:
+        self.config, self.seed, self.device = config, seed, device
+        self.dataset = dataset if dataset.device == device else dataset.to(device)
+        self.teacher = build_teacher(self.dataset, config, seed).to(device)
+        self.optimizer = torch.optim.Adam(self.teacher.parameters(), lr=config.lr_teacher)
+        self.distance = get_distance(config.distance)
+
+    def iteration(self, it: int, generator: torch.Generator) -> Step:
+        if self.config.objective == "gm":
+            loss = _gm_iteration(self.config, self.dataset, self.teacher, self.optimizer, self.distance, generator,
+                                 self.device, it)
+        else:
+            loss = _ift_iteration(self.config, self.dataset, self.teacher, self.optimizer, generator, self.device, it)
+        return Step([loss], {})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def synthetic_set(self) -> SyntheticSet:
+        synthetic = generated_set(self.teacher, self.dataset, self.seed)
+        synthetic.metadata.update(objective=self.config.objective, k=self.config.k)
+        return synthetic
+
+    def learned_parameters(self) -> int:
+        return self.teacher.parameter_counts()["total"]
+
+
 def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, device: str | torch.device = "auto",
-              progress: bool = True) -> GTNResult:
+              progress: bool = True, out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Train a generative teacher on ``dataset`` (a :class:`gmlib.data.ImageDataset`) by GM or IFT.
 
     Determined by ``(config, seed)``: iteration ``it`` draws the student, the real batches, the
-    random inputs and the inner-loop order from :func:`gmlib.matching.iteration_generator`.
-    The peak memory of the whole run is measured with :func:`gmlib.memory.track_peak_memory`.
+    random inputs and the inner-loop order from its generator (:func:`gmlib.run.run`, which also
+    resumes from ``out_dir`` and measures the peak memory). The teacher is ``result.method.teacher``.
     """
-    from gmlib.memory import track_peak_memory
-
     if not isinstance(config, GTNConfig):
         raise ValueError(f"config must be a GTNConfig, got {type(config).__name__}")
     if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    device = resolve_device(device)
-    if dataset.device != device:
-        dataset = dataset.to(device)
     if config.batch_norm and dataset.num_classes * config.ipc < 2:
         raise ValueError("a generator with batch_norm needs at least 2 images in a batch (num_classes * ipc >= 2)")
-    teacher = build_teacher(dataset, config, seed).to(device)
-    optimizer = torch.optim.Adam(teacher.parameters(), lr=config.lr_teacher)
-    distance = get_distance(config.distance)
-    history = GTNHistory(config=config.as_dict(), seed=seed, device=str(device),
-                         parameters=teacher.parameter_counts())
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.iterations, desc=config.label, disable=not progress, leave=True)
-    with track_peak_memory(device) as memory:
-        for it in range(config.iterations):
-            began = time.perf_counter()
-            generator = iteration_generator(seed, it)
-            with torch.random.fork_rng(devices=[]):  # layers drawing from the global RNG stay seeded
-                torch.manual_seed(_draw_seed(generator))
-                if config.objective == "gm":
-                    loss = _gm_iteration(config, dataset, teacher, optimizer, distance, generator, device)
-                else:
-                    loss = _ift_iteration(config, dataset, teacher, optimizer, generator, device)
-            history.losses.append(loss)
-            history.seconds.append(time.perf_counter() - began)
-            bar.update()
-            bar.set_postfix(loss=f"{loss:.4f}")
-    bar.close()
-    history.peak_mib, history.memory_kind = memory.peak_mib, memory.kind
-    synthetic = generated_set(teacher, dataset, seed)
-    synthetic.metadata.update(objective=config.objective, k=config.k, iterations=config.iterations, seed=seed)
-    return GTNResult(teacher, synthetic, history)
+    method = GTNMethod(dataset, config, seed, resolve_device(device))
+    return run(method, out_dir=out_dir, resume=resume, progress=progress)

@@ -1,81 +1,54 @@
 """Dataset condensation by gradient matching: DC (Zhao et al., 2021) and DSA (Zhao & Bilen, 2021).
 
-The algorithm box of DC, line by line, and where each line lives in this module::
+DC's Algorithm 1, line by line, and where each line is::
 
-    initialise the synthetic set S                              distill -> init_synthetic
-    for it = 0 .. iterations-1:                                 distill
-        theta <- a freshly initialised network                  _fresh_network
-        for t = 0 .. outer_loop-1:                              _run_iteration
-            (BatchNorm nets) real statistics, then freeze BN    freeze_batchnorm_on_real
-            for each class c:                                   matching_loss_backward
-                B_c ~ batch_real real images of class c         sample_real_batches
-                D_c = D( grad_theta L(S_c), grad_theta L(B_c) ) (real side: real_gradient)
-            S <- S - lr_img * momentum-SGD( grad_S sum_c D_c )  _run_iteration
-            if t < outer_loop-1:
-                train theta on S for inner_loop epochs          train_inner
+    initialise the synthetic set S                          DCMethod.__init__ (init_synthetic)
+    for k = 0 .. K-1:                                       gmlib.run.run (every method's loop)
+        theta_0 <- a freshly initialised network            dc_iteration (fresh_network)
+        for t = 0 .. T-1:                                   dc_iteration
+            (BatchNorm nets) real statistics, then frozen   dc_iteration (freeze_batchnorm_on_real)
+            B_c ~ a batch of real images of each class c    dc_iteration (sample_real)
+            (DSA) one Siamese augmentation A_c per class    dc_iteration (sample_real)
+            for each class c:                               dc_iteration (the class loop)
+                D_c = D(grad L(A_c(S_c)), grad L(A_c(B_c)))     real_gradient, synthetic_gradient
+                S <- S - ... accumulate grad_S D_c              dc_iteration (d_c.backward)
+            S <- S - lr_img * momentum-SGD(grad_S sum_c D_c)    dc_iteration (optimizer.step)
+            theta_{t+1} <- train theta_t on S, inner_loop epochs   dc_iteration (train_network)
 
 DSA changes two things: during matching the real batch and the synthetic images of a class go
-through ONE shared random augmentation (Siamese), and the inner-loop training augments every
-image with its own draw.
+through ONE shared random augmentation (Siamese), and the inner training augments every image
+with its own draw.
 
-Options of the same loop (seed 002's "what, how and where to match"; defaults = DC, bit-identical):
+The variants of the matching step are chosen once per run (:func:`choose_variant`), never as
+flags inside the class loop: the inter-class and multi-level objectives and the curvature term,
+which keep several classes' graphs until one backward (:func:`gmlib.match_levels.loop_step_backward`);
+not-per-class matching against one mixed batch (:func:`gmlib.match_levels.mixed_step_backward`);
+and the vmap engine that computes all classes at once on a GPU (:mod:`gmlib.batched_engine`).
+Where to match (the inner training) is :mod:`gmlib.inner_loop`'s policy, also chosen once.
 
-* what: ``match_level`` intra (DC) / inter / multi (intra + lambda * inter) / interleaved, and
-  ``per_class`` matching or one mixed batch (:mod:`gmlib.match_levels`);
-* how: ``distance``, any of :mod:`gmlib.distances` (seed 002's d1..d4 and their sums);
-* where: ``inner_steps`` fixed (DC) / overfit / schedule (:mod:`gmlib.inner_loop`);
-* a curvature term ``hessian_weight * v^T C v`` per class (:mod:`gmlib.hessian`, seed 000).
-
-Design notes:
-
-* Every random choice of iteration ``it`` (the network's initialisation, the real batches, the
-  augmentations, the inner-loop shuffles) comes from one CPU generator seeded from
-  ``(seed, it)`` (:func:`iteration_generator`). So a run is reproducible on any device, and a
-  checkpoint needs nothing but the images, the image optimiser's momentum and the iteration
-  index to resume bit-identically.
-* Two interchangeable engines compute the per-class matching losses (same numbers up to
-  rounding): ``'loop'`` goes class by class like the algorithm box (and, on CPU, computes the
-  real-batch gradient in cache-sized chunks, which is faster there); ``'batched'`` vectorises
-  over classes with ``torch.func.vmap``, which keeps a GPU busy. ``'auto'`` picks batched on CUDA
-  and loop on CPU, where benchmarks/bench_matching.py measured vmap 2.3-2.7x slower.
-* The hyperparameters are :class:`gmlib.matching_config.MatchingConfig`, the record of a run is
-  :class:`gmlib.history.History`, the vmap engine is :mod:`gmlib.batched_engine`; all are
-  importable from here.
-* :mod:`gmlib.matching_reference` holds the same outer step written as plainly as possible; the
-  tests assert that this module computes the same numbers.
+The loop around the iteration (randomness, checkpoints, resume, evaluations, the History) is
+:mod:`gmlib.run`, shared with every other method. :mod:`gmlib.matching_reference` writes one
+outer step as plainly as possible; the tests check that this module computes the same numbers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
-import hashlib
-import json
 import os
-import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
 from gmlib.batched_engine import MAX_BATCHED_IMAGES, batched_losses
-from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from gmlib.checks import check_one_of, is_int
 from gmlib.distances import get_distance
-from gmlib.evaluate import EvalConfig, evaluate_set
+from gmlib.evaluate import EvalConfig
 from gmlib.history import History
-from gmlib.inner_loop import (
-    custom_schedule,
-    inner_epochs,
-    scheduled_inner_steps,
-    steps_per_epoch,
-    train_inner,
-    train_inner_until_overfit,
-)
+from gmlib.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
 from gmlib.match_levels import (
     CurvatureSpec,
     StepLosses,
@@ -83,92 +56,28 @@ from gmlib.match_levels import (
     loop_step_backward,
     mixed_step_backward,
     real_gradient,
-    sample_mixed_real_batch,
 )
-from gmlib.checks import check_int, check_one_of, is_int
 from gmlib.matching_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
+from gmlib.run import Method, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
 from gmlib.runinfo import resolve_device
-from gmlib.synthetic import SyntheticSet, init_synthetic
+from gmlib.synthetic import init_synthetic
 
-# The loop's public names; the configuration, the history, the level/inner-loop pieces and the
-# batched engine live in their own modules and are re-exported here for one import line.
 __all__ = [
-    "CPU_CHUNK_SIZE", "ENGINES", "MAX_BATCHED_IMAGES", "METHODS", "History", "MatchingConfig", "MatchingResult",
-    "NonFiniteLossError", "custom_schedule", "distill", "evaluation_augment", "freeze_batchnorm_on_real",
-    "iteration_generator", "iteration_seed", "matching_loss_backward", "matching_step_backward", "real_gradient",
-    "resolve_engine", "sample_real_batches", "scheduled_inner_steps", "train_inner",
+    "CPU_CHUNK_SIZE", "ENGINES", "METHODS", "DCMethod", "History", "MatchingConfig", "RealBatch",
+    "choose_variant", "dc_iteration", "distill", "evaluation_augment", "freeze_batchnorm_on_real",
+    "matching_loss_backward", "matching_step_backward", "real_gradient", "resolve_engine", "synthetic_gradient",
 ]
 
 # Images per forward pass for the real-batch gradients and the inner loop on CPU: a ConvNet's
 # activations for 32 images stay in cache, which measured 1.5x faster than whole batches of 256
-# (benchmarks/bench_matching.py; bench_evaluate.py for training). On GPUs whole batches are best. On a CPU
-# shared with other busy jobs, torch.set_num_threads(1) can be several times faster than
-# threads that wait for each other (bench_matching.py, "threads").
+# (benchmarks/bench_matching.py; bench_evaluate.py for training). On GPUs whole batches are best.
 CPU_CHUNK_SIZE = 32
-_CHECKPOINT_FORMAT = "gmlib.matching.checkpoint"
-_CHECKPOINT_VERSION = 1
-
-
-class NonFiniteLossError(RuntimeError):
-    """The matching loss became NaN or infinite; the synthetic set would be ruined by the step."""
-
-    def __init__(self, iteration: int, outer_step: int, class_index: int | None, value: float) -> None:
-        self.iteration, self.outer_step, self.class_index, self.value = iteration, outer_step, class_index, value
-        what = "the matching objective" if class_index is None else f"the matching loss of class {class_index}"
-        super().__init__(
-            f"{what} is {value} at iteration {iteration} (outer step "
-            f"{outer_step}); stopped before updating the images. The last checkpoint (if any) is untouched. "
-            f"Try a smaller lr_img or another distance."
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration, history and result
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class MatchingResult:
-    """The learned synthetic set and the history of the run that produced it."""
-
-    synthetic: SyntheticSet
-    history: History
-
-
-# --------------------------------------------------------------------------------------------
-# Randomness: one generator per iteration
-# --------------------------------------------------------------------------------------------
-
-
-def iteration_seed(seed: int, iteration: int) -> int:
-    """The seed of iteration ``iteration`` of a run with ``seed`` (hashed: unrelated streams)."""
-    digest = hashlib.sha256(f"gmlib.matching:{seed}:{iteration}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def iteration_generator(seed: int, iteration: int) -> torch.Generator:
-    """The CPU generator every random draw of that iteration comes from (same on every device)."""
-    return torch.Generator().manual_seed(iteration_seed(seed, iteration))
-
-
-def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(2**62, (1,), generator=generator).item())
 
 
 # --------------------------------------------------------------------------------------------
 # The pieces of one outer step
 # --------------------------------------------------------------------------------------------
-
-
-def sample_real_batches(dataset: Any, batch_real: int, generator: torch.Generator) -> Tensor:
-    """One random batch of real images per class, stacked: (num_classes, B, C, H, W).
-
-    B = ``batch_real``, or the smallest class size when a class has fewer images (the reference
-    code silently takes what there is; a shared B keeps the batches stackable).
-    """
-    n = min(batch_real, min(len(dataset.class_indices(c)) for c in range(dataset.num_classes)))
-    return torch.stack([dataset.sample(c, n, generator) for c in range(dataset.num_classes)])
 
 
 def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, generator: torch.Generator) -> None:
@@ -179,8 +88,7 @@ def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, gener
     (updating the running statistics), then puts the BN layers in eval mode, so the real and the
     synthetic gradients are taken under the same, real-data normalisation.
     """
-    n = min(per_class, min(len(dataset.class_indices(c)) for c in range(dataset.num_classes)))
-    images = torch.cat([dataset.sample(c, n, generator) for c in range(dataset.num_classes)])
+    images = dataset.warmup_batch(per_class, generator)
     net.train()
     with torch.no_grad():
         net(images)
@@ -189,35 +97,268 @@ def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, gener
             module.eval()
 
 
-def matching_loss_backward(
-    net: nn.Module,
-    syn_images: Tensor,
-    ipc: int,
-    real_batches: Tensor,
-    distance: Callable[[Sequence[Tensor], Sequence[Tensor]], Tensor],
-    *,
-    augmentations: Sequence[Callable[[Tensor], Tensor]] | None = None,
-    engine: str = "loop",
-    chunk_size: int | None = None,
-    max_batched_images: int = MAX_BATCHED_IMAGES,
-    level: str = "intra",
-    level_weight: float | None = None,
-    curvature: CurvatureSpec | None = None,
-) -> Tensor:
-    """The per-class matching losses D_c, with grad_S sum_c D_c accumulated into ``syn_images.grad``.
-    (With ``level``/``curvature`` the gradient of that objective is accumulated instead; the
-    returned D_c are the same; :func:`matching_step_backward` returns every term.)
+def synthetic_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor, c: int) -> tuple[Tensor, ...]:
+    """grad_theta of the mean cross-entropy of synthetic ``images`` of class ``c``, WITH its graph:
+    the distance to the real gradient is then differentiable with respect to the images."""
+    labels = torch.full((len(images),), c, dtype=torch.long, device=images.device)
+    return torch.autograd.grad(F.cross_entropy(net(images), labels), params, create_graph=True)
 
-    ``syn_images``: the class-ordered leaf tensor (num_classes * ipc, C, H, W); ``real_batches``:
-    (num_classes, B, C, H, W); ``distance(g_syn, g_real)`` a gradient distance;
-    ``augmentations[c]`` (DSA) is applied to both the real batch and the synthetic images of class
-    ``c``. ``engine`` 'loop' or 'batched' (same result up to rounding); ``chunk_size`` splits the
-    real batches of the loop engine. Returns the detached ``(num_classes,)`` losses; the caller
-    zeroes the gradient before and steps the optimiser after.
+
+@dataclass
+class RealBatch:
+    """The real images of one outer step: per class (``batches``: classes x B) or one mixed batch,
+    as flat ``images``/``labels``; ``siamese``: DSA's augmentation per class (one for a mixed
+    batch), shared by the real and the synthetic images; None for DC."""
+
+    images: Tensor
+    labels: Tensor
+    batches: Tensor | None = None
+    siamese: Sequence[Callable[[Tensor], Tensor]] | Callable[[Tensor], Tensor] | None = None
+
+
+def sample_real(dataset: Any, config: MatchingConfig, dsa_strategy: str | None, generator: torch.Generator) -> RealBatch:
+    """B_c for every class (or, not per class, one mixed batch of batch_real x classes images),
+    then DSA's Siamese draws: one per class (one for the mixed batch)."""
+    if not config.per_class:
+        images, labels = dataset.mixed_batch(config.batch_real * dataset.num_classes, generator)
+        siamese = None if dsa_strategy is None else sample_dsa(images.shape, dsa_strategy, generator, siamese=True)
+        return RealBatch(images, labels, None, siamese)
+    batches = dataset.class_batches(config.batch_real, generator)
+    siamese = None
+    if dsa_strategy is not None:
+        siamese = [sample_dsa(batches.shape[1:], dsa_strategy, generator, siamese=True)
+                   for _ in range(dataset.num_classes)]
+    labels = torch.arange(dataset.num_classes, device=batches.device).repeat_interleave(batches.shape[1])
+    return RealBatch(batches.flatten(0, 1), labels, batches, siamese)
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithm 1
+# --------------------------------------------------------------------------------------------
+
+
+def dc_iteration(dc: "DCMethod", it: int, generator: torch.Generator) -> Step:
+    """One outer iteration of DC's Algorithm 1 (DSA: with Siamese augmentation); every random
+    draw comes from ``generator``. Returns each class's D_c averaged over the outer steps."""
+    config, data, syn = dc.config, dc.dataset, dc.synthetic
+    net = fresh_network(config.network, config.network_kwargs, data, generator, dc.device)  # theta_0
+    params = [p for p in net.parameters() if p.requires_grad]
+    outer_loop, inner_loop = config.loops
+    variant = dc.variant(level_of_iteration(config.match_level, it))
+    totals, log = 0, InnerLog()
+    for t in range(outer_loop):
+        if has_batchnorm(net):
+            freeze_batchnorm_on_real(net, data, config.bn_real_per_class, generator)
+        real = sample_real(data, config, dc.dsa_strategy, generator)  # B_c (and A_c)
+        dc.optimizer.zero_grad(set_to_none=True)
+        if variant is None:  # DC: class by class
+            losses = torch.zeros(data.num_classes, device=dc.device)
+            for c in range(data.num_classes):
+                real_c, syn_c = real.batches[c], syn.images[c * syn.ipc:(c + 1) * syn.ipc]
+                if real.siamese is not None:  # DSA: the SAME augmentation for both
+                    real_c, syn_c = real.siamese[c](real_c), real.siamese[c](syn_c)
+                g_real = real_gradient(net, params, real_c, c, dc.chunk_size)  # a constant target
+                g_syn = synthetic_gradient(net, params, syn_c, c)
+                d_c = dc.distance(g_syn, g_real)
+                d_c.backward()  # D_c depends only on S_c (BN frozen): free its graph now
+                losses[c] = d_c.detach()
+            step = StepLosses(losses, None, None, losses.sum())
+        else:
+            step = variant(dc, net, real)
+        check_finite(step.values(), "the matching loss", it, dc.divergence_hint)
+        dc.optimizer.step()  # S <- S - lr_img * momentum-SGD(grad_S)
+        totals = totals + step.per_class
+        log.add_step(step)
+        if t < outer_loop - 1:  # the next iteration starts from a fresh network anyway
+            dc.train_network(net, t, real, generator, log)
+    expected = (outer_loop - 1) * inner_loop * steps_per_epoch(len(syn.labels), config.batch_train)
+    return Step(totals / outer_loop, log.extras(outer_loop, expected))
+
+
+class InnerLog:
+    """Per iteration: the extra loss terms of the variants, and the inner training done."""
+
+    def __init__(self) -> None:
+        self.inter: float | None = None
+        self.curvature: float | None = None
+        self.epochs: list[int] = []
+        self.updates = 0
+
+    def add_step(self, step: StepLosses) -> None:
+        if step.inter is not None:
+            self.inter = (self.inter or 0.0) + float(step.inter)
+        if step.curvature is not None:
+            self.curvature = (self.curvature or 0.0) + float(step.curvature.sum())
+
+    def extras(self, outer_loop: int, expected_updates: int) -> dict[str, Any]:
+        mean = (lambda v: None if v is None else v / outer_loop)
+        return {"inter_loss": mean(self.inter), "curvature": mean(self.curvature), "inner_epochs": self.epochs,
+                "inner_updates": self.updates, "inner_updates_saved": expected_updates - self.updates}
+
+
+# --------------------------------------------------------------------------------------------
+# The variants of the matching step, chosen once
+# --------------------------------------------------------------------------------------------
+
+Variant = Callable[["DCMethod", nn.Module, RealBatch], StepLosses]
+
+
+def levels_step(dc: "DCMethod", net: nn.Module, real: RealBatch, level: str) -> StepLosses:
+    """Seed 002's inter-class and multi-level objectives and seed 000's curvature term."""
+    return loop_step_backward(net, dc.synthetic.images, dc.synthetic.ipc, real.batches, dc.distance,
+                              augmentations=real.siamese, chunk_size=dc.chunk_size, level=level,
+                              level_weight=dc.config.level_weight, curvature=dc.curvature)
+
+
+def mixed_step(dc: "DCMethod", net: nn.Module, real: RealBatch) -> StepLosses:
+    """Seed 003's not-per-class matching: the whole set against one mixed real batch."""
+    syn = dc.synthetic
+    return mixed_step_backward(net, syn.images, syn.labels, real.images, real.labels, dc.distance,
+                               augmentation=real.siamese, chunk_size=dc.chunk_size, curvature=dc.curvature)
+
+
+def batched_step(dc: "DCMethod", net: nn.Module, real: RealBatch) -> StepLosses:
+    """DC's objective for all classes at once (vmap). Out of GPU memory, the step is redone class by
+    class (same inputs, same result up to rounding), and the run keeps the class loop."""
+    syn = dc.synthetic
+    try:
+        losses = batched_losses(net, syn.images, syn.ipc, real.batches, dc.distance, real.siamese, MAX_BATCHED_IMAGES)
+    except torch.cuda.OutOfMemoryError:
+        warnings.warn("the batched matching engine ran out of GPU memory; continuing with engine='loop'",
+                      RuntimeWarning, stacklevel=2)
+        dc.engine = "loop"
+        torch.cuda.empty_cache()
+        dc.optimizer.zero_grad(set_to_none=True)
+        return levels_step(dc, net, real, "intra")
+    return StepLosses(losses, None, None, losses.sum())
+
+
+def choose_variant(config: MatchingConfig, engine: str, level: str) -> Variant | None:
+    """The matching step for ``level`` (None = DC's class loop in :func:`dc_iteration`)."""
+    if not config.per_class:
+        return mixed_step
+    if level != "intra" or config.hessian_weight > 0:
+        return lambda dc, net, real: levels_step(dc, net, real, level)
+    return batched_step if engine == "batched" else None
+
+
+# --------------------------------------------------------------------------------------------
+# The method on the run scaffold
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -> str:
+    """'auto' -> 'batched' on CUDA, 'loop' elsewhere (vmap measured slower on CPU) and for any
+    objective other than DC's (``dc_options`` False), which only the loop engine computes."""
+    check_one_of("engine", engine, ENGINES)
+    if engine != "auto":
+        return engine
+    return "batched" if device.type == "cuda" and dc_options else "loop"
+
+
+class DCMethod(Method):
+    """DC or DSA (``config.method``) as :func:`gmlib.run.run` drives it: the synthetic set, its
+    momentum-SGD optimiser, and everything every iteration shares."""
+
+    divergence_hint = "lr_img, or another distance"
+
+    def __init__(self, dataset: Any, config: MatchingConfig, seed: int, device: torch.device) -> None:
+        self.name, self.config, self.seed, self.device = config.method, config, seed, device
+        self.dataset = dataset if dataset.device == device else dataset.to(device)  # real batches drawn there
+        self.dsa_strategy = None
+        if config.method == "dsa":
+            self.dsa_strategy = config.dsa_strategy or dsa_strategy_for(dataset.name)
+        self.synthetic = init_synthetic(self.dataset, config.ipc, config.init, seed=seed, device=device)
+        self.optimizer = torch.optim.SGD([self.synthetic.images], lr=config.lr_img, momentum=config.momentum_img)
+        self.distance = get_distance(config.distance)
+        self.engine = resolve_engine(config.engine, device, config.dc_options)
+        self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
+        self.curvature = None
+        if config.hessian_weight > 0:
+            self.curvature = CurvatureSpec(float(config.hessian_weight), config.hessian_loss, config.hessian_kind)
+
+    def variant(self, level: str) -> Variant | None:
+        return choose_variant(self.config, self.engine, level)
+
+    def iteration(self, it: int, generator: torch.Generator) -> Step:
+        return dc_iteration(self, it, generator)
+
+    def train_network(self, net: nn.Module, t: int, real: RealBatch, generator: torch.Generator, log: InnerLog) -> None:
+        """theta_{t+1}: train on the detached set (DSA: each image augmented on its own draw), for
+        the inner-loop policy's epochs; 'overfit' stops once the loss on the step's real batch rises."""
+        config = self.config
+        images, labels = self.synthetic.detached()
+        augment = None if self.dsa_strategy is None else (lambda x: dsa(x, self.dsa_strategy, generator))
+        epochs = inner_epochs(config.inner_steps, t, config.loops[1], config.inner_schedule)
+        if config.inner_steps == "overfit":
+            trained = train_inner_until_overfit(net, images, labels, real.images, real.labels, max_epochs=epochs,
+                                                batch_size=config.batch_train, lr=config.lr_net, generator=generator,
+                                                augment=augment, chunk_size=self.chunk_size)
+            log.epochs.append(trained.epochs)
+            log.updates += trained.steps
+        else:
+            log.updates += train_inner(net, images, labels, epochs=epochs, batch_size=config.batch_train,
+                                       lr=config.lr_net, generator=generator, augment=augment,
+                                       chunk_size=self.chunk_size)
+            log.epochs.append(epochs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.synthetic.images.detach(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.synthetic.images.copy_(state["images"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def synthetic_set(self):
+        return self.synthetic
+
+
+def distill(
+    dataset: Any,
+    config: MatchingConfig = MatchingConfig(),
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_at: int | None = None,
+    checkpoint_seconds: float | None = None,
+) -> RunResult:
+    """Learn a synthetic set of ``config.ipc`` images per class of ``dataset`` by DC or DSA.
+
+    ``dataset`` is a :class:`gmlib.data.ImageDataset` (moved to ``device`` once if needed). The
+    run is determined by ``(config, seed)``: the same call gives the same images. ``out_dir``,
+    ``resume``, ``stop_at`` and ``checkpoint_seconds`` are :func:`gmlib.run.run`'s: checkpoints
+    every minute and every ``config.checkpoint_every`` iterations, resume and extend bit-identically.
+    ``config.eval_at`` evaluates the set under ``config.eval_config`` (None = the protocol's
+    defaults for the distillation network) with ``config.eval_models`` models.
     """
-    return matching_step_backward(net, syn_images, ipc, real_batches, distance, augmentations=augmentations,
-                                  engine=engine, chunk_size=chunk_size, max_batched_images=max_batched_images,
-                                  level=level, level_weight=level_weight, curvature=curvature).per_class
+    from gmlib.run import CHECKPOINT_SECONDS
+
+    if not isinstance(config, MatchingConfig):
+        raise ValueError(f"config must be a MatchingConfig, got {type(config).__name__}")
+    if not is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    device = resolve_device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device
+    # Check the network takes this data before any work (clear error for a bad size or keyword).
+    with torch.device("meta"):
+        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, **dict(config.network_kwargs))
+    method = DCMethod(dataset, config, seed, device)
+    eval_config = config.eval_config or EvalConfig(
+        network=config.network, network_kwargs=filter_network_kwargs(config.network, dict(config.network_kwargs)))
+    evaluator = protocol_evaluator(eval_config, config.eval_models, method.dataset, seed, device)
+    return run(method, out_dir=out_dir, resume=resume, progress=progress, stop_at=stop_at,
+               checkpoint_every=config.checkpoint_every, checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS,
+               eval_at=config.eval_at, evaluator=evaluator)
+
+
+# --------------------------------------------------------------------------------------------
+# One matching step on its own (chapters, tests and the generative teacher call these)
+# --------------------------------------------------------------------------------------------
 
 
 def matching_step_backward(
@@ -235,11 +376,13 @@ def matching_step_backward(
     level_weight: float | None = None,
     curvature: CurvatureSpec | None = None,
 ) -> StepLosses:
-    """One per-class matching step at ``level`` ('intra', 'inter' or 'multi'; lambda =
-    ``level_weight``, None = number of classes) with an optional ``curvature`` term: accumulates
-    grad_S of the objective into ``syn_images.grad`` and returns the detached terms
-    (:class:`gmlib.match_levels.StepLosses`). Arguments as :func:`matching_loss_backward`; the
-    batched engine computes only DC's objective (intra, no curvature term).
+    """One per-class matching step: accumulates grad_S of the objective into ``syn_images.grad``
+    and returns its detached terms (:class:`gmlib.match_levels.StepLosses`).
+
+    ``syn_images``: the class-ordered leaf tensor (classes * ipc, C, H, W); ``real_batches``:
+    (classes, B, C, H, W); ``augmentations[c]`` (DSA) is applied to both sides of class ``c``;
+    ``level`` 'intra', 'inter' or 'multi' (lambda = ``level_weight``, None = classes) with an
+    optional ``curvature`` term; ``engine`` 'loop' or 'batched' (DC's objective only).
     """
     check_one_of("engine", engine, ENGINES[1:])
     if real_batches.dim() != 5 or syn_images.shape[0] != len(real_batches) * ipc:
@@ -255,349 +398,8 @@ def matching_step_backward(
     return StepLosses(losses, None, None, losses.sum())
 
 
-# --------------------------------------------------------------------------------------------
-# One iteration, and the loop around it
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -> str:
-    """'auto' -> 'batched' on CUDA, 'loop' elsewhere (vmap measured slower on CPU) and for any
-    objective other than DC's (``dc_options`` False), which only the loop engine computes."""
-    check_one_of("engine", engine, ENGINES)
-    if engine != "auto":
-        return engine
-    return "batched" if device.type == "cuda" and dc_options else "loop"
-
-
-def _fresh_network(config: MatchingConfig, dataset: Any, generator: torch.Generator, device: torch.device) -> nn.Module:
-    net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size,
-                      seed=_draw_seed(generator), **dict(config.network_kwargs))
-    return net.to(device)
-
-
-@dataclass
-class _Run:
-    """What every iteration of one run shares (built once by :func:`distill`)."""
-
-    config: MatchingConfig
-    dataset: Any
-    synthetic: SyntheticSet
-    optimizer: torch.optim.Optimizer
-    distance: Callable
-    device: torch.device
-    engine: str
-    chunk_size: int | None
-    dsa_strategy: str | None
-    seed: int
-    curvature: CurvatureSpec | None = None
-
-
-def _matching_step_gradient(run: _Run, net: nn.Module, real_batches: Tensor, augmentations: Any,
-                            level: str = "intra") -> StepLosses:
-    """Zero the images' gradient and accumulate grad_S of the step's objective; returns its terms.
-
-    The batched engine holds every class's activations at once; if the GPU runs out of memory,
-    the step is redone with the loop engine (same inputs, same result up to rounding), which the
-    rest of the run then keeps.
-    """
-    def attempt() -> StepLosses:
-        run.optimizer.zero_grad(set_to_none=True)
-        return matching_step_backward(net, run.synthetic.images, run.synthetic.ipc, real_batches, run.distance,
-                                      augmentations=augmentations, engine=run.engine, chunk_size=run.chunk_size,
-                                      level=level, level_weight=run.config.level_weight, curvature=run.curvature)
-
-    try:
-        return attempt()
-    except torch.cuda.OutOfMemoryError:
-        if run.engine != "batched":
-            raise
-        warnings.warn("the batched matching engine ran out of GPU memory; continuing with engine='loop'",
-                      RuntimeWarning, stacklevel=2)
-        run.engine = "loop"
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return attempt()
-
-
-@contextlib.contextmanager
-def _global_rng_from(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG from ``generator`` for the block, restoring it afterwards: layers such
-    as dropout draw from it, and a run must not depend on (or disturb) anyone else's random state."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_draw_seed(generator))
-        yield
-
-
-@dataclass
-class _IterationRecord:
-    """What one iteration adds to the History (losses averaged over its outer steps)."""
-
-    losses: list[float]
-    inter_loss: float | None
-    curvature: float | None
-    inner_epochs: list[int]
-    inner_updates: int
-    inner_updates_saved: int
-
-
-def _run_iteration(run: _Run, it: int) -> _IterationRecord:
-    """One outer iteration of the algorithm box."""
-    generator = iteration_generator(run.seed, it)
-    with _global_rng_from(generator):
-        return _iteration_body(run, it, generator)
-
-
-def _check_finite(step: StepLosses, it: int, t: int) -> None:
-    values = step.values()
-    if not torch.isfinite(values).all():  # one host sync per outer step: cheap next to the step
-        bad = int((~torch.isfinite(values)).nonzero()[0])
-        raise NonFiniteLossError(it, t, bad if bad < len(step.per_class) else None, float(values[bad]))
-
-
-def _iteration_body(run: _Run, it: int, generator: torch.Generator) -> _IterationRecord:
-    config, dataset, syn = run.config, run.dataset, run.synthetic
-    net = _fresh_network(config, dataset, generator, run.device)
-    batchnorm = has_batchnorm(net)
-    outer_loop, inner_loop = config.loops
-    level = level_of_iteration(config.match_level, it)
-    totals = torch.zeros(dataset.num_classes if config.per_class else 1, device=run.device)
-    inter_total = curvature_total = 0.0
-    epochs_done: list[int] = []
-    updates = 0
-    for t in range(outer_loop):
-        if batchnorm:
-            freeze_batchnorm_on_real(net, dataset, config.bn_real_per_class, generator)
-        if config.per_class:
-            real_batches = sample_real_batches(dataset, config.batch_real, generator)
-            augmentations = None
-            if run.dsa_strategy is not None:  # Siamese: one draw per class, shared by real and synthetic
-                augmentations = [sample_dsa(real_batches.shape[1:], run.dsa_strategy, generator, siamese=True)
-                                 for _ in range(dataset.num_classes)]
-            step = _matching_step_gradient(run, net, real_batches, augmentations, level)
-            # the step's own real images, class-ordered, are the overfit policy's validation batch
-            real_images = real_batches.flatten(0, 1)
-            real_labels = torch.arange(dataset.num_classes, device=run.device).repeat_interleave(real_batches.shape[1])
-        else:  # one mixed real batch against the whole synthetic set (seed 003, "not per class")
-            real_images, real_labels = sample_mixed_real_batch(dataset, config.batch_real * dataset.num_classes,
-                                                               generator)
-            augmentation = None
-            if run.dsa_strategy is not None:
-                augmentation = sample_dsa(real_images.shape, run.dsa_strategy, generator, siamese=True)
-            run.optimizer.zero_grad(set_to_none=True)
-            step = mixed_step_backward(net, syn.images, syn.labels, real_images, real_labels, run.distance,
-                                       augmentation=augmentation, chunk_size=run.chunk_size, curvature=run.curvature)
-        _check_finite(step, it, t)
-        run.optimizer.step()  # S <- S - lr_img * momentum-SGD(grad_S objective)
-        totals += step.per_class
-        if step.inter is not None:
-            inter_total += float(step.inter)
-        if step.curvature is not None:
-            curvature_total += float(step.curvature.sum())
-
-        if t == outer_loop - 1:
-            break  # the next iteration starts from a fresh network: no point training this one
-        images, labels = syn.detached()
-        augment = None if run.dsa_strategy is None else (lambda x: dsa(x, run.dsa_strategy, generator))
-        epochs = inner_epochs(config.inner_steps, t, inner_loop, config.inner_schedule)
-        if config.inner_steps == "overfit":
-            log = train_inner_until_overfit(net, images, labels, real_images, real_labels, max_epochs=epochs,
-                                            batch_size=config.batch_train, lr=config.lr_net, generator=generator,
-                                            augment=augment, chunk_size=run.chunk_size)
-            epochs_done.append(log.epochs)
-            updates += log.steps
-        else:
-            updates += train_inner(net, images, labels, epochs=epochs, batch_size=config.batch_train,
-                                   lr=config.lr_net, generator=generator, augment=augment,
-                                   chunk_size=run.chunk_size) or 0
-            epochs_done.append(epochs)
-    fixed = (outer_loop - 1) * inner_loop * steps_per_epoch(len(syn.labels), config.batch_train)
-    return _IterationRecord(
-        losses=(totals / outer_loop).tolist(),
-        inter_loss=inter_total / outer_loop if level in ("inter", "multi") else None,
-        curvature=curvature_total / outer_loop if run.curvature is not None else None,
-        inner_epochs=epochs_done, inner_updates=updates, inner_updates_saved=fixed - updates,
-    )
-
-
-def _evaluate(run: _Run, completed: int, seconds_before: float) -> dict[str, Any]:
-    config = run.config
-    eval_config = config.eval_config
-    if eval_config is None:
-        eval_config = EvalConfig(network=config.network,
-                                 network_kwargs=filter_network_kwargs(config.network, dict(config.network_kwargs)))
-    images, labels = run.synthetic.detached()
-    start = time.perf_counter()
-    result = evaluate_set(images, labels, run.dataset.test_images, run.dataset.test_labels, eval_config,
-                          config.eval_models, seed=run.seed, num_classes=run.dataset.num_classes, device=run.device)
-    return {"iteration": completed, "mean": result.mean, "std": result.std, "accuracies": list(result.accuracies),
-            "seconds": time.perf_counter() - start, "distill_seconds": seconds_before}
-
-
-def _identity(config: MatchingConfig, seed: int, dataset: Any) -> dict[str, Any]:
-    """What must match for a checkpoint to continue this run (checkpoint_every only affects I/O)."""
-    data = config.as_dict()
-    del data["checkpoint_every"]
-    # Options added after checkpoints existed are left out at their defaults, so those still resume.
-    for name in _LATER_OPTIONS:
-        if getattr(config, name) == _DEFAULT_OPTIONS[name]:
-            del data[name]
-    data.update(seed=seed, dataset=dataset.name, num_classes=dataset.num_classes,
-                image_shape=[dataset.channels, *dataset.im_size])
-    return json.loads(json.dumps(data))  # tuples -> lists, as they come back from a file
-
-
-_LATER_OPTIONS = ("match_level", "level_weight", "per_class", "inner_steps", "inner_schedule",
-                  "hessian_weight", "hessian_loss", "hessian_kind")
-_DEFAULT_OPTIONS = {f.name: f.default for f in dataclasses.fields(MatchingConfig) if f.name in _LATER_OPTIONS}
-
-
-def _to_cpu(value: Any) -> Any:
-    """A deep copy with every tensor cloned to the CPU (a snapshot no later step can change)."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return copy.deepcopy(value)
-
-
-def _load_compatible(path: Path, identity: dict) -> dict | None:
-    state = load_checkpoint(path, _CHECKPOINT_FORMAT)
-    if state is None:
-        return None
-    if state.get("version") != _CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')!r}; this gmlib writes "
-                              f"version {_CHECKPOINT_VERSION}. Start over with resume=False (--no-resume).")
-    saved = state["identity"]
-    differences = [f"{key}={saved.get(key)!r} there, {identity.get(key)!r} here"
-                   for key in sorted(set(saved) | set(identity)) if saved.get(key) != identity.get(key)]
-    if differences:
-        raise CheckpointError(f"the checkpoint {path} belongs to another run: " + "; ".join(differences)
-                              + ". Use the same settings and seed, another checkpoint directory, or "
-                                "resume=False (--no-resume) to start over.")
-    return state
-
-
-def distill(
-    dataset: Any,
-    config: MatchingConfig = MatchingConfig(),
-    *,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    checkpoint_dir: str | os.PathLike | None = None,
-    resume: bool = True,
-    progress: bool = True,
-    stop_at: int | None = None,
-) -> MatchingResult:
-    """Learn a synthetic set of ``config.ipc`` images per class of ``dataset`` by DC or DSA.
-
-    ``dataset`` is a :class:`gmlib.data.ImageDataset` (moved to ``device`` once if needed). The
-    run is determined by ``(config, seed)``: the same call gives the same images.
-
-    Checkpoints (``checkpoint_dir``): every ``config.checkpoint_every`` iterations, at the end,
-    at ``stop_at``, and on Ctrl-C (the last completed iteration, then the KeyboardInterrupt goes
-    on), the state is written atomically to ``checkpoint_dir/checkpoint.pt``. With ``resume``
-    a run continues from it and ends bit-identical to an uninterrupted run; a checkpoint of
-    another config, seed or dataset is refused with a :class:`gmlib.checkpoint.CheckpointError`.
-    ``stop_at`` ends this call after that many completed iterations (a time slice).
-
-    Raises :class:`NonFiniteLossError` if a matching loss becomes NaN/inf (no checkpoint is
-    written then, so the last good one survives).
-    """
-    if not isinstance(config, MatchingConfig):
-        raise ValueError(f"config must be a MatchingConfig, got {type(config).__name__}")
-    if not is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if stop_at is not None:
-        check_int("stop_at", stop_at, 0)
-    device = resolve_device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device
-    if dataset.device != device:
-        dataset = dataset.to(device)  # once: every real batch is then drawn on the device
-    dsa_strategy = None
-    if config.method == "dsa":
-        dsa_strategy = config.dsa_strategy or dsa_strategy_for(dataset.name)
-    # Check the network takes this data before any work (clear error for a bad size or keyword).
-    with torch.device("meta"):
-        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, **dict(config.network_kwargs))
-
-    synthetic = init_synthetic(dataset, config.ipc, config.init, seed=seed, device=device)
-    optimizer = torch.optim.SGD([synthetic.images], lr=config.lr_img, momentum=config.momentum_img)
-    history = History(config=config.as_dict(), seed=seed, device=str(device))
-    identity = _identity(config, seed, dataset)
-    path = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir)
-    start = 0
-    if path is not None and resume:
-        state = _load_compatible(path, identity)
-        if state is not None:
-            start = state["completed"]
-            with torch.no_grad():
-                synthetic.images.copy_(state["images"])
-            optimizer.load_state_dict(state["optimizer"])
-            history = History.from_dict(state["history"])
-            history.device = str(device)
-            history.resumed_at.append(start)
-    chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
-    curvature = None
-    if config.hessian_weight > 0:
-        curvature = CurvatureSpec(float(config.hessian_weight), config.hessian_loss, config.hessian_kind)
-    run = _Run(config, dataset, synthetic, optimizer, get_distance(config.distance), device,
-               resolve_engine(config.engine, device, config.dc_options), chunk_size, dsa_strategy, seed, curvature)
-    end = config.iterations if stop_at is None else min(stop_at, config.iterations)
-
-    def snapshot(completed: int) -> dict:
-        # Tensors are copied now (later steps change them in place); the history only grows,
-        # so save() cuts it to `completed` when it writes.
-        return {"completed": completed, "images": synthetic.images.detach().cpu().clone(),
-                "optimizer": _to_cpu(optimizer.state_dict())}
-
-    def save(snap: dict) -> None:
-        save_checkpoint(path, {"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "identity": identity,
-                               **snap, "history": history.to_dict(upto=snap["completed"])})
-
-    def maybe_evaluate(completed: int) -> None:
-        if completed in config.eval_at and all(e["iteration"] != completed for e in history.evaluations):
-            history.evaluations.append(_evaluate(run, completed, sum(history.seconds)))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.iterations, initial=start, desc=f"{config.method} ipc {config.ipc}",
-               disable=not progress, leave=True)
-    last_good = snapshot(start) if path is not None else None
-    try:
-        maybe_evaluate(start)
-        for it in range(start, end):
-            began = time.perf_counter()
-            record = _run_iteration(run, it)
-            history.seconds.append(time.perf_counter() - began)
-            history.losses.append(record.losses)
-            history.inter_losses.append(record.inter_loss)
-            history.curvature.append(record.curvature)
-            history.inner_epochs.append(record.inner_epochs)
-            history.inner_updates.append(record.inner_updates)
-            history.inner_updates_saved.append(record.inner_updates_saved)
-            completed = it + 1
-            maybe_evaluate(completed)
-            if path is not None:
-                last_good = snapshot(completed)
-                if config.checkpoint_every and completed % config.checkpoint_every == 0:
-                    save(last_good)
-            bar.update()
-            postfix = {"loss": f"{sum(history.losses[-1]) / dataset.num_classes:.4f}"}
-            if history.evaluations:
-                postfix["acc"] = f"{history.evaluations[-1]['mean']:.3f}"
-            bar.set_postfix(postfix)
-    except KeyboardInterrupt:
-        if last_good is not None:
-            save(last_good)
-            bar.write(f"interrupted: saved the state after {last_good['completed']} iterations to {path}")
-        raise
-    finally:
-        bar.close()
-    if path is not None:
-        save(last_good)
-    synthetic.metadata.update(method=config.method, iterations=history.completed, seed=seed)
-    return MatchingResult(synthetic, history)
+def matching_loss_backward(net: nn.Module, syn_images: Tensor, ipc: int, real_batches: Tensor,
+                           distance: Callable, **options: Any) -> Tensor:
+    """DC's per-class losses D_c, with grad_S sum_c D_c accumulated into ``syn_images.grad``
+    (options as :func:`matching_step_backward`)."""
+    return matching_step_backward(net, syn_images, ipc, real_batches, distance, **options).per_class

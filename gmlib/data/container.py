@@ -105,6 +105,29 @@ class ImageDataset:
         picks = torch.randperm(len(indices), generator=generator, device=generator.device)[:n]
         return self.train_images[indices[picks.to(indices.device)]]
 
+    def class_batches(self, batch: int, generator: torch.Generator) -> Tensor:
+        """One random batch of distinct train images per class, stacked: (classes, B, C, H, W).
+
+        B = ``batch``, or the smallest class's size when a class has fewer images (the reference
+        code takes what there is; one B for all keeps the batches stackable). DC's B_c^T.
+        """
+        _check_count(batch, "the batch size per class")
+        n = min(batch, min(len(indices) for indices in self._by_class))
+        return torch.stack([self.sample(c, n, generator) for c in range(self.num_classes)])
+
+    def warmup_batch(self, per_class: int, generator: torch.Generator) -> Tensor:
+        """``per_class`` random train images of every class (fewer if a class is smaller),
+        class-ordered: what sets a BatchNorm network's statistics before matching."""
+        return self.class_batches(per_class, generator).flatten(0, 1)
+
+    def mixed_batch(self, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``size`` distinct train images drawn uniformly from the whole train split (any classes,
+        so the class proportions vary from draw to draw, as in a plain training batch), with labels."""
+        total = len(self.train_labels)
+        _check_count(size, "the mixed batch size", total)
+        picks = torch.randperm(total, generator=generator)[:size].to(self.device)
+        return self.train_images[picks], self.train_labels[picks]
+
     def subset(self, n_per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
         """``n_per_class`` random train images of every class, class-ordered, with their labels."""
         smallest = min(len(indices) for indices in self._by_class)
