@@ -57,7 +57,6 @@ from gmlib.matching import (
     matching_loss_backward,
     real_gradient,
     resolve_engine,
-    sample_real_batches,
     train_inner,
 )
 from gmlib.matching_reference import reference_outer_step, reference_train_network
@@ -117,7 +116,7 @@ def reference_iteration(dataset: ImageDataset, config: MatchingConfig, images: t
     labels = torch.arange(CLASSES, device=device).repeat_interleave(config.ipc)
     distance, buffer = get_distance(config.distance), None
     for t in range(outer_loop):
-        real = sample_real_batches(dataset, config.batch_real, generator)
+        real = dataset.class_batches(config.batch_real, generator)
         step = reference_outer_step(net, images, labels, list(real), distance, lr_img=config.lr_img,
                                     momentum=config.momentum_img, momentum_buffer=buffer)
         images, buffer = step.images, step.momentum_buffer
@@ -209,7 +208,7 @@ def time_breakdown(dataset: ImageDataset, ipc: int, batch_real: int, width: int,
     """Per-outer-step component seconds (best over repeats) and seconds per inner-loop epoch."""
     net = get_network("convnet", CHANNELS, CLASSES, SIZE, seed=0, width=width).to(device)
     images = torch.randn(CLASSES * ipc, CHANNELS, SIZE, SIZE, device=device)
-    real = sample_real_batches(dataset, batch_real, torch.Generator().manual_seed(0))
+    real = dataset.class_batches(batch_real, torch.Generator().manual_seed(0))
     runs: dict[str, list[dict[str, float]]] = {"reference": [], "gmlib": []}
     for repeat in range(repeats):
         for name in (["reference", "gmlib"] if repeat % 2 == 0 else ["gmlib", "reference"]):
@@ -238,7 +237,7 @@ def time_real_gradients(dataset: ImageDataset, batch_real: int, width: int, chun
 
     net = get_network("convnet", CHANNELS, CLASSES, SIZE, seed=0, width=width).to(device)
     params = list(net.parameters())
-    real = sample_real_batches(dataset, batch_real, torch.Generator().manual_seed(0))
+    real = dataset.class_batches(batch_real, torch.Generator().manual_seed(0))
     named = {n: p.detach() for n, p in net.named_parameters()}
 
     def loss(p, x, y):
@@ -268,7 +267,7 @@ def time_threads(dataset: ImageDataset, width: int, gmlib_chunk: int | None, rep
     other can cost more than they bring (the figure depends on the load at that moment)."""
     net = get_network("convnet", CHANNELS, CLASSES, SIZE, seed=0, width=width)
     params = list(net.parameters())
-    real = sample_real_batches(dataset, REFERENCE_BATCH_REAL, torch.Generator().manual_seed(0))[0]
+    real = dataset.class_batches(REFERENCE_BATCH_REAL, torch.Generator().manual_seed(0))[0]
     default = torch.get_num_threads()
     results: dict[str, float] = {}
     try:
@@ -288,7 +287,7 @@ def time_matching_engines(dataset: ImageDataset, ipc: int, batch_real: int, widt
     """One matching step (losses + backward) through the library's two engines."""
     net = get_network("convnet", CHANNELS, CLASSES, SIZE, seed=0, width=width).to(device)
     images = torch.randn(CLASSES * ipc, CHANNELS, SIZE, SIZE, device=device, requires_grad=True)
-    real = sample_real_batches(dataset, batch_real, torch.Generator().manual_seed(0))
+    real = dataset.class_batches(batch_real, torch.Generator().manual_seed(0))
     distance = get_distance("ours")
     runs: dict[str, list[float]] = {"loop": [], "batched": []}
     for repeat in range(repeats):

@@ -100,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, config in runs:
         result = train_gtn(dataset, config, seed=args.seed, device=args.device, progress=False)
         images, labels = result.synthetic.detached()
-        row = {"method": label, "config": config.as_dict(), "params": result.history.parameters["total"],
-               "parameters": result.history.parameters, "peak_mib": result.history.peak_mib,
-               "memory_kind": result.history.memory_kind, "distill_seconds": sum(result.history.seconds),
-               "losses": result.history.losses, "accuracy": evaluate(images, labels)}
+        history = result.history
+        row = {"method": label, "config": config.as_dict(), "params": result.method.learned_parameters(),
+               "parameters": result.method.teacher.parameter_counts(), "peak_mib": history.peak_mib,
+               "memory_kind": history.memory_kind, "distill_seconds": sum(history.seconds),
+               "losses": [losses[0] for losses in history.losses], "accuracy": evaluate(images, labels)}
         if label == f"GM + GTN-lrn (k = {big})":
             row["cross"] = {n: evaluate(images, labels, n) for n in CROSS_NETWORKS}
         rows.append(row)

@@ -259,13 +259,3 @@ def mixed_step_backward(
         curvature_value = curvature_value.detach().reshape(1)
     objective.backward()
     return StepLosses(distance_value.detach().reshape(1), None, curvature_value, objective.detach())
-
-
-def sample_mixed_real_batch(dataset, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``size`` distinct training images drawn uniformly from the whole training set (any classes),
-    with their labels: the real batch of not-per-class matching."""
-    total = len(dataset.train_labels)
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= total:
-        raise ValueError(f"the mixed real batch size must be an integer in [1, {total}], got {size!r}")
-    picks = torch.randperm(total, generator=generator)[:size].to(dataset.train_labels.device)
-    return dataset.train_images[picks], dataset.train_labels[picks]

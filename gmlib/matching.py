@@ -165,7 +165,8 @@ def dc_iteration(dc: "DCMethod", it: int, generator: torch.Generator) -> Step:
             step = StepLosses(losses, None, None, losses.sum())
         else:
             step = variant(dc, net, real)
-        check_finite(step.values(), "the matching loss", it, dc.divergence_hint)
+        check_finite(step.per_class, f"the matching loss (outer step {t})", it, dc.divergence_hint, "class")
+        check_finite(step.values(), f"the matching objective (outer step {t})", it, dc.divergence_hint)
         dc.optimizer.step()  # S <- S - lr_img * momentum-SGD(grad_S)
         totals = totals + step.per_class
         log.add_step(step)

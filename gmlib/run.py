@@ -122,13 +122,15 @@ class DivergenceError(RuntimeError):
                          + (f" ({hint})" if hint else "") + ", or start over with another seed.")
 
 
-def check_finite(values: Tensor | Sequence[float] | float, what: str, iteration: int, hint: str = "") -> None:
-    """Raise :class:`DivergenceError` naming the first non-finite entry of ``values`` (one host sync)."""
+def check_finite(values: Tensor | Sequence[float] | float, what: str, iteration: int, hint: str = "",
+                 entry: str = "entry") -> None:
+    """Raise :class:`DivergenceError` naming the first non-finite value, as ``what`` or, for
+    several values, ``what of <entry> <index>`` (e.g. "the matching loss of class 1"). One host sync."""
     values = torch.as_tensor(values).detach().reshape(-1)
     finite = torch.isfinite(values)
     if not finite.all():
         bad = int((~finite).nonzero()[0])
-        name = what if len(values) == 1 else f"{what} [{bad}]"
+        name = what if len(values) == 1 else f"{what} of {entry} {bad}"
         raise DivergenceError(name, float(values[bad]), iteration, hint)
 
 
@@ -325,8 +327,8 @@ def _load_compatible(path: Path, identity: dict, iterations: int) -> dict | None
 
 def _session_provenance() -> dict[str, Any]:
     commit, dirty = git_commit()
-    return {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "hardware": describe_hardware("cpu"),
-            "versions": library_versions(), "git_commit": commit, "git_dirty": dirty}
+    return json_ready({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "hardware": describe_hardware("cpu"),
+                       "versions": library_versions(), "git_commit": commit, "git_dirty": dirty})
 
 
 def run(

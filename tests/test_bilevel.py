@@ -1,5 +1,6 @@
 """Hypergradients: the ridge toy against its exact answer, finite differences, the distillation loops."""
 
+import dataclasses
 import math
 
 import pytest
@@ -8,9 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from gmlib.bilevel import (ImplicitConfig, UnrollConfig, batch_indices, distill_implicit, distill_unrolled,
-                           implicit_hypergradient, lr_from_raw, neumann_inverse_hvp, raw_from_lr, unrolled_training)
+from gmlib.bilevel import (ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod, batch_indices,
+                           distill_implicit, distill_unrolled, implicit_hypergradient, lr_from_raw,
+                           neumann_inverse_hvp, raw_from_lr, unrolled_training)
+from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gmlib.data import ImageDataset
+from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, RunResult, draw_seed, iteration_generator, run
 from gmlib.toy_bilevel import (exact_hypergradient, implicit_toy_hypergradient, inner_trajectory, make_ridge_toy,
                                outer_landscape, outer_loss, ridge_solution, unrolled_hypergradient)
 
@@ -238,13 +242,17 @@ def test_distill_unrolled_is_seeded_and_learns_lrs():
     a = distill_unrolled(data, config, seed=5, device="cpu")
     b = distill_unrolled(data, config, seed=5, device="cpu")
     c = distill_unrolled(data, config, seed=6, device="cpu")
+    assert isinstance(a, RunResult) and a.method.config is config
     assert a.synthetic.images.shape == (3 * 2, 1, 6, 6) and a.synthetic.ipc == 2
-    assert torch.equal(a.synthetic.images, b.synthetic.images) and a.history["outer_loss"] == b.history["outer_loss"]
+    assert torch.equal(a.synthetic.images, b.synthetic.images) and a.history.losses == b.history.losses
     assert not torch.equal(a.synthetic.images, c.synthetic.images)
-    assert a.learned_lrs.shape == (2,) and not torch.allclose(a.learned_lrs, torch.full((2,), 0.02))
-    assert a.learned_parameters == 6 * 36 + 2
-    assert a.peak_mib > 0 and a.seconds > 0 and a.memory_kind == "cpu resident"
-    assert len(a.history["seconds"]) == 2
+    lrs = a.method.learned_lrs
+    assert lrs.device.type == "cpu" and lrs.shape == (2,) and not torch.allclose(lrs, torch.full((2,), 0.02))
+    assert a.method.learned_parameters() == 6 * 36 + 2
+    history = a.history
+    assert history.completed == 2 and len(history.seconds) == 2 and all(len(row) == 1 for row in history.losses)
+    assert history.peak_mib > 0 and sum(history.seconds) > 0 and history.memory_kind == "cpu resident"
+    assert a.synthetic.metadata["iterations"] == 2 and "2 iterations, 218 learned values" in a.summary()
 
 
 def test_distill_implicit_is_seeded_and_moves_the_images():
@@ -252,11 +260,53 @@ def test_distill_implicit_is_seeded_and_moves_the_images():
     config = ImplicitConfig(ipc=1, inner_steps=3, init_mode="fixed", **TINY_NET)
     a = distill_implicit(data, config, seed=2, device="cpu")
     b = distill_implicit(data, config, seed=2, device="cpu")
-    assert torch.equal(a.synthetic.images, b.synthetic.images)
+    assert torch.equal(a.synthetic.images, b.synthetic.images) and a.history.losses == b.history.losses
     start = distill_implicit(data, ImplicitConfig(ipc=1, inner_steps=3, **{**TINY_NET, "iterations": 0}),
                              seed=2, device="cpu")
+    assert start.history.completed == 0 and start.history.losses == []
     assert not torch.equal(a.synthetic.images, start.synthetic.images)
-    assert a.learned_lrs is None and a.learned_parameters == 3 * 36
+    assert not hasattr(a.method, "learned_lrs") and a.method.learned_parameters() == 3 * 36
+
+
+@pytest.mark.parametrize("method_class, config_class", [(UnrollMethod, UnrollConfig), (ImplicitMethod, ImplicitConfig)])
+def test_each_outer_step_draws_its_student_and_a_batch_of_distinct_real_images(method_class, config_class):
+    data = tiny_dataset()
+    data.train_images[:, 0, 0, 0] = torch.arange(30.0)  # pixel (0, 0) names the image
+
+    def draws(init_mode, it, seed=4):
+        method = method_class(data, config_class(ipc=1, init_mode=init_mode, **TINY_NET), seed, torch.device("cpu"))
+        return method.student_and_real_batch(iteration_generator(seed, it))
+
+    first, again, second = draws("random", 0), draws("random", 0), draws("random", 1)
+    # A function of (seed, iteration) only.
+    assert all(torch.equal(first[0][n], again[0][n]) for n in first[0])
+    assert torch.equal(first[1], again[1]) and torch.equal(first[2], again[2])
+    assert not torch.equal(first[0]["classifier.weight"], second[0]["classifier.weight"])
+    assert not torch.equal(first[1], second[1])
+    names = first[1][:, 0, 0, 0]
+    assert len(names) == 8 and len(set(names.tolist())) == 8  # without replacement
+    assert torch.equal(first[2], data.train_labels[names.long()])
+    fixed0, fixed1 = draws("fixed", 0), draws("fixed", 1)
+    assert all(torch.equal(fixed0[0][n], fixed1[0][n]) for n in fixed0[0])  # one student for every step
+    assert not torch.equal(fixed0[0]["classifier.weight"], first[0]["classifier.weight"])
+    # In that order: a fresh student's seed, then the real batch (a fixed student draws no seed).
+    generator = iteration_generator(4, 0)
+    draw_seed(generator)
+    assert torch.equal(first[1], data.mixed_batch(8, generator)[0])
+    assert torch.equal(fixed0[1], data.mixed_batch(8, iteration_generator(4, 0))[0])
+    assert not torch.equal(draws("fixed", 0, seed=5)[0]["classifier.weight"], fixed0[0]["classifier.weight"])
+
+
+def test_a_non_finite_outer_loss_stops_before_the_update(tmp_path):
+    data = tiny_dataset()
+    data.train_images[:, :, 2, 2] = math.nan  # every real batch has NaN pixels
+    config = UnrollConfig(ipc=1, inner_steps=1, **TINY_NET)
+    initial = UnrollMethod(data, config, 0, torch.device("cpu")).synthetic.images.detach().clone()
+    with pytest.raises(DivergenceError, match="the outer loss is nan in iteration 0.*outer_lr"):
+        distill_unrolled(data, config, seed=0, device="cpu", out_dir=tmp_path)
+    # The checkpoint keeps the state before the failed update: the initial images, no iteration.
+    saved = load_checkpoint(checkpoint_path(tmp_path), CHECKPOINT_FORMAT)
+    assert saved["completed"] == 0 and torch.equal(saved["state"]["images"], initial)
 
 
 def test_batch_indices_take_every_class_in_every_batch():
@@ -293,8 +343,8 @@ def test_wrong_config_type_and_batchnorm_network_are_refused():
 def test_time_limit_stops_after_the_step_that_crosses_it():
     data = tiny_dataset()
     config = UnrollConfig(ipc=1, inner_steps=1, time_limit_s=1e-9, **{**TINY_NET, "iterations": 5})
-    outcome = distill_unrolled(data, config, seed=0, device="cpu")
-    assert outcome.iterations == 1 and outcome.history["iteration"] == [1]
+    result = distill_unrolled(data, config, seed=0, device="cpu")
+    assert result.history.completed == 1 and len(result.history.losses) == 1
     with pytest.raises(ValueError, match="time_limit_s must be a finite number > 0"):
         UnrollConfig(time_limit_s=0)
 

@@ -1,7 +1,9 @@
-"""Generative teaching networks (gmlib.gtn): shapes, parameter counts, gradients, determinism, errors."""
+"""Generative teaching networks (gmlib.gtn): shapes, parameter counts, gradients, determinism,
+resuming through gmlib.run, errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,12 +15,14 @@ from gmlib.gtn import (
     GenerativeTeacher,
     Generator,
     GTNConfig,
+    GTNMethod,
     generator_parameter_count,
     gm_teacher_backward,
     ift_teacher_backward,
     train_gtn,
 )
 from gmlib.networks import get_network
+from gmlib.run import DivergenceError, RunResult, run
 
 CLASSES, SIZE = 3, 8
 NET = {"width": 8, "depth": 2}
@@ -176,27 +180,93 @@ def test_train_gtn_is_seeded_and_finite(dataset, mode, objective) -> None:
     first = train_gtn(dataset, config, seed=0, device="cpu", progress=False)
     again = train_gtn(dataset, config, seed=0, device="cpu", progress=False)
     other = train_gtn(dataset, config, seed=1, device="cpu", progress=False)
-    assert len(first.history.losses) == 3 and all(math.isfinite(x) for x in first.history.losses)
+    assert isinstance(first, RunResult) and isinstance(first.method, GTNMethod)
+    assert len(first.history.losses) == 3 and all(len(row) == 1 for row in first.history.losses)
+    assert all(math.isfinite(row[0]) for row in first.history.losses)
     assert first.history.losses == again.history.losses
     assert torch.equal(first.synthetic.images, again.synthetic.images)
     assert not torch.equal(first.synthetic.images, other.synthetic.images)
     assert first.synthetic.images.shape == (CLASSES * 2, 1, SIZE, SIZE)
     assert first.history.peak_mib > 0 and len(first.history.seconds) == 3
-    counts = first.history.parameters
-    assert counts["total"] == counts["generator"] + counts["latents"]
+    counts = first.method.teacher.parameter_counts()
+    assert counts["total"] == counts["generator"] + counts["latents"] == first.method.learned_parameters()
     assert (counts["latents"] > 0) == (mode == "learned_input")
 
 
 def test_gm_training_lowers_the_matching_loss(dataset) -> None:
     result = train_gtn(dataset, tiny(iterations=8), seed=0, device="cpu", progress=False)
-    losses = result.history.losses
+    losses = [row[0] for row in result.history.losses]
     assert sum(losses[-3:]) < sum(losses[:3])
 
 
 def test_learned_input_set_is_what_the_teacher_generates(dataset) -> None:
     result = train_gtn(dataset, tiny(iterations=1), seed=0, device="cpu", progress=False)
     with torch.no_grad():
-        torch.testing.assert_close(result.synthetic.images.detach(), result.teacher.images())
+        torch.testing.assert_close(result.synthetic.images.detach(), result.method.teacher.images())
+
+
+def test_a_diverging_teacher_raises_a_divergence_error(dataset) -> None:
+    with pytest.raises(DivergenceError, match="lr_teacher"):
+        train_gtn(dataset, tiny(lr_teacher=1e30, iterations=4), seed=0, device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Resuming through an output folder (gmlib.run)
+# ------------------------------------------------------------------------------------------
+
+
+def assert_same_run(a: RunResult, b: RunResult) -> None:
+    """Bit-identical teachers (weights, latents, BatchNorm statistics), Adam states, sets and losses."""
+    state_a, state_b = a.method.teacher.state_dict(), b.method.teacher.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for name in state_a:
+        assert torch.equal(state_a[name], state_b[name]), name
+    adam_a, adam_b = a.method.optimizer.state_dict()["state"], b.method.optimizer.state_dict()["state"]
+    assert adam_a.keys() == adam_b.keys()
+    for index in adam_a:
+        for name in adam_a[index]:
+            assert torch.equal(adam_a[index][name], adam_b[index][name]), (index, name)
+    assert torch.equal(a.synthetic.images, b.synthetic.images)
+    assert a.history.losses == b.history.losses
+
+
+@pytest.mark.parametrize("mode", ["learned_input", "random_input"])
+@pytest.mark.parametrize("objective", ["gm", "ift"])
+def test_a_stopped_run_resumes_bit_identically(dataset, tmp_path, objective, mode) -> None:
+    config = tiny(objective=objective, mode=mode)
+    straight = train_gtn(dataset, config, seed=0, device="cpu", progress=False)
+    first = run(GTNMethod(dataset, config, 0, torch.device("cpu")), out_dir=tmp_path, stop_at=1, progress=False)
+    assert first.history.completed == 1 and (tmp_path / "checkpoint.pt").exists()
+    resumed = train_gtn(dataset, config, seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    assert resumed.history.completed == 3 and resumed.history.resumed_at == [1]
+    assert_same_run(straight, resumed)
+    # A finished run asked again returns its result without another iteration.
+    again = train_gtn(dataset, config, seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    assert again.history.resumed_at == [1, 3]
+    assert_same_run(straight, again)
+
+
+@pytest.mark.parametrize("objective", ["gm", "ift"])
+def test_extending_a_finished_run_equals_a_longer_run(dataset, tmp_path, objective) -> None:
+    short = tiny(objective=objective, iterations=2)
+    longer = dataclasses.replace(short, iterations=4)
+    train_gtn(dataset, short, seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    extended = train_gtn(dataset, longer, seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    fresh = train_gtn(dataset, longer, seed=0, device="cpu", progress=False)
+    assert extended.history.completed == 4 and extended.history.resumed_at == [2]
+    assert extended.history.config["iterations"] == 4
+    assert_same_run(fresh, extended)
+
+
+def test_a_checkpoint_of_another_gtn_run_is_refused(dataset, tmp_path) -> None:
+    from gmlib.checkpoint import CheckpointError
+
+    train_gtn(dataset, tiny(iterations=1), seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="k=8 there, 16 here"):
+        train_gtn(dataset, tiny(iterations=1, k=16), seed=0, device="cpu", progress=False, out_dir=tmp_path)
+    fresh = train_gtn(dataset, tiny(iterations=1, k=16), seed=0, device="cpu", progress=False, out_dir=tmp_path,
+                      resume=False)
+    assert fresh.history.resumed_at == []
 
 
 # ------------------------------------------------------------------------------------------

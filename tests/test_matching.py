@@ -13,21 +13,17 @@ import torch
 
 import gmlib.matching as matching
 from gmlib.augment import sample_dsa
-from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
 from gmlib.matching import (
-    History,
     MatchingConfig,
-    NonFiniteLossError,
     distill,
     freeze_batchnorm_on_real,
-    iteration_generator,
     matching_loss_backward,
-    sample_real_batches,
-    train_inner,
 )
+from gmlib.history import History
+from gmlib.inner_loop import train_inner
 from gmlib.matching_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
 from gmlib.presets import get_profile
@@ -121,7 +117,7 @@ def step_inputs(dataset, network: str = "convnet", ipc: int = 2, seed: int = 0):
         freeze_batchnorm_on_real(net, dataset, 4, generator)
     images = torch.randn(CLASSES * ipc, 1, SIZE, SIZE, generator=generator)
     labels = torch.arange(CLASSES).repeat_interleave(ipc)
-    real = sample_real_batches(dataset, 8, generator)
+    real = dataset.class_batches(8, generator)
     return net, images, labels, real, generator
 
 
@@ -208,8 +204,8 @@ def test_distill_is_deterministic_and_records_a_history(dataset) -> None:
     history = first.history
     assert len(history.losses) == 3 and all(len(row) == CLASSES for row in history.losses)
     assert len(history.seconds) == 3 and all(s > 0 for s in history.seconds)
-    assert [e["iteration"] for e in history.evaluations] == [0, 3]
-    assert all(len(e["accuracies"]) == 1 and 0 <= e["mean"] <= 1 for e in history.evaluations)
+    assert [e.iteration for e in history.evaluations] == [0, 3]
+    assert all(e.models == 1 and 0 <= e.mean <= 1 and "(n = 1)" in str(e) for e in history.evaluations)
     assert history.seed == 0 and history.device == "cpu" and history.config["ipc"] == 2
     assert History.from_dict(json.loads(json.dumps(history.to_dict()))) == history
     syn = first.synthetic
@@ -243,101 +239,3 @@ def test_the_batched_engine_falls_back_to_the_loop_when_memory_runs_out(dataset,
     assert torch.equal(fallen_back.synthetic.images, expected.synthetic.images)
 
 
-def test_iteration_streams_depend_only_on_seed_and_iteration() -> None:
-    draw = lambda s, i: torch.randint(1000, (5,), generator=iteration_generator(s, i)).tolist()  # noqa: E731
-    assert draw(0, 3) == draw(0, 3)
-    assert len({tuple(draw(s, i)) for s in (0, 1) for i in (0, 1, 2)}) == 6
-
-
-# ------------------------------------------------------------------------------------------
-# Checkpoints and resume
-# ------------------------------------------------------------------------------------------
-
-
-def test_stop_and_resume_is_bit_identical(dataset, tmp_path) -> None:
-    config = tiny(checkpoint_every=1)
-    straight = run(dataset, config)
-    part = run(dataset, config, checkpoint_dir=tmp_path, stop_at=2)
-    assert part.history.completed == 2
-    assert load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")["completed"] == 2
-    resumed = run(dataset, config, checkpoint_dir=tmp_path)
-    assert torch.equal(resumed.synthetic.images, straight.synthetic.images)
-    assert resumed.history.losses == straight.history.losses
-    assert resumed.history.resumed_at == [2]
-    # A finished checkpoint resumes to the same result without new work.
-    again = run(dataset, config, checkpoint_dir=tmp_path)
-    assert torch.equal(again.synthetic.images, straight.synthetic.images)
-
-
-def test_ctrl_c_saves_the_last_completed_iteration_and_resume_matches(dataset, tmp_path, monkeypatch) -> None:
-    config = tiny(iterations=3)  # no periodic checkpoints: only the interrupt writes one
-    straight = run(dataset, config)
-    calls = {"n": 0}
-    original = matching.train_inner
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # inside iteration 1, after its first image update
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(matching, "train_inner", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(dataset, config, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(matching, "train_inner", original)
-    state = load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")
-    assert state["completed"] == 1 and len(state["history"]["losses"]) == 1
-    assert not list(tmp_path.glob("*.tmp"))
-    resumed = run(dataset, config, checkpoint_dir=tmp_path)
-    assert torch.equal(resumed.synthetic.images, straight.synthetic.images)
-    assert resumed.history.losses == straight.history.losses
-
-
-def test_a_checkpoint_of_another_run_is_refused(dataset, tmp_path) -> None:
-    run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path)
-    with pytest.raises(CheckpointError, match="lr_img=0.1 there, 0.2 here"):
-        run(dataset, tiny(iterations=1, lr_img=0.2), checkpoint_dir=tmp_path)
-    with pytest.raises(CheckpointError, match="seed=0 there, 1 here"):
-        run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path, seed=1)
-    # Starting over is allowed, and changing only checkpoint_every is not a different run.
-    run(dataset, tiny(iterations=1, lr_img=0.2), checkpoint_dir=tmp_path, resume=False)
-    run(dataset, tiny(iterations=1, lr_img=0.2, checkpoint_every=1), checkpoint_dir=tmp_path)
-    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="could not read"):
-        run(dataset, tiny(iterations=1), checkpoint_dir=tmp_path)
-
-
-def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(dataset, tmp_path, monkeypatch) -> None:
-    config = tiny(iterations=4, checkpoint_every=1)
-    real_distance = get_distance("ours")
-    calls = {"n": 0}
-
-    def poisoned(g_syn, g_real):  # NaN for class 1 of iteration 2 (outer_loop 2 x 3 classes per iteration)
-        calls["n"] += 1
-        value = real_distance(g_syn, g_real)
-        return value * float("nan") if calls["n"] == 2 * 2 * CLASSES + 2 else value
-
-    monkeypatch.setattr(matching, "get_distance", lambda spec: poisoned)
-    with pytest.raises(NonFiniteLossError) as error:
-        run(dataset, config, checkpoint_dir=tmp_path)
-    assert (error.value.iteration, error.value.class_index, error.value.outer_step) == (2, 1, 0)
-    assert "iteration 2" in str(error.value) and "class 1" in str(error.value)
-    assert load_checkpoint(checkpoint_path(tmp_path), "gmlib.matching.checkpoint")["completed"] == 2
-
-
-def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch) -> None:
-    path = tmp_path / "state.pt"
-    save_checkpoint(path, {"format": "k", "value": torch.ones(2)})
-
-    def broken_save(obj, handle):
-        handle.write(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, {"format": "k", "value": torch.zeros(2)})
-    monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path, "k")["value"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
-    with pytest.raises(CheckpointError, match="not a 'other' checkpoint"):
-        load_checkpoint(path, "other")

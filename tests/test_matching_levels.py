@@ -19,10 +19,9 @@ from gmlib.match_levels import (
     level_of_iteration,
     loop_step_backward,
     mixed_step_backward,
-    sample_mixed_real_batch,
     union_gradient,
 )
-from gmlib.matching import MatchingConfig, distill, matching_step_backward, resolve_engine, sample_real_batches
+from gmlib.matching import MatchingConfig, distill, matching_step_backward, resolve_engine
 from gmlib.networks import get_network
 
 from fakes import brightness_classes
@@ -46,7 +45,7 @@ def step_inputs(dataset, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     net = get_network("convnet", 1, CLASSES, SIZE, seed=seed, **NET)
     images = torch.randn(CLASSES * IPC, 1, SIZE, SIZE, generator=generator)
-    real = sample_real_batches(dataset, 8, generator)
+    real = dataset.class_batches(8, generator)
     return net, images, real
 
 
@@ -140,7 +139,7 @@ def test_interleaved_run_matches_intra_in_even_and_inter_in_odd_iterations(datas
 
 def test_not_per_class_loss_equals_a_direct_computation(dataset) -> None:
     net, images, _ = step_inputs(dataset)
-    real_images, real_labels = sample_mixed_real_batch(dataset, 12, torch.Generator().manual_seed(3))
+    real_images, real_labels = dataset.mixed_batch(12, torch.Generator().manual_seed(3))
     syn_labels = torch.arange(CLASSES).repeat_interleave(IPC)
     x = leaf(images)
     losses = mixed_step_backward(net, x, syn_labels, real_images, real_labels, get_distance("ours"), chunk_size=5)
@@ -155,13 +154,13 @@ def test_not_per_class_loss_equals_a_direct_computation(dataset) -> None:
 
 
 def test_mixed_real_batch_is_uniform_over_the_training_set(dataset) -> None:
-    images, labels = sample_mixed_real_batch(dataset, 30, torch.Generator().manual_seed(0))
+    images, labels = dataset.mixed_batch(30, torch.Generator().manual_seed(0))
     assert images.shape == (30, 1, SIZE, SIZE) and labels.shape == (30,)
     assert len(torch.unique(images.flatten(1), dim=0)) == 30  # without replacement
-    again, _ = sample_mixed_real_batch(dataset, 30, torch.Generator().manual_seed(0))
+    again, _ = dataset.mixed_batch(30, torch.Generator().manual_seed(0))
     assert torch.equal(images, again)
     with pytest.raises(ValueError, match="mixed real batch"):
-        sample_mixed_real_batch(dataset, 10**6, torch.Generator())
+        dataset.mixed_batch(10**6, torch.Generator())
 
 
 def test_not_per_class_run_uses_batch_real_times_classes_real_images(dataset, monkeypatch) -> None:
