@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -35,7 +34,7 @@ import torch
 
 from gmlib.data import load_dataset
 from gmlib.evaluate import PROTOCOL_VARIANTS, EvalConfig, evaluate_set, protocol_variant
-from gmlib.fileio import json_ready
+from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.runinfo import describe_hardware, library_versions
 from gmlib.synthetic import git_commit, load_synthetic
 
@@ -79,10 +78,7 @@ def run_cell(out: Path, set_name: str, variant: str, k: int, seed: int, data) ->
               "seconds": result.seconds_per_model, "config": config.as_dict(), "threads": torch.get_num_threads(),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     path = cell_path(out, set_name, variant, k)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(json_ready(record), indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(json_ready(record), indent=1))
     print(f"{set_name} {variant} model {k}: {100 * result.accuracies[0]:.2f}% in {result.seconds_per_model:.0f} s",
           flush=True)
 

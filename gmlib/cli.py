@@ -123,7 +123,8 @@ def _matching_config(args: argparse.Namespace, profile: Any):
 def _distill(args: argparse.Namespace) -> int:
     from gmlib.checkpoint import CheckpointError
     from gmlib.data import DataError
-    from gmlib.matching import NonFiniteLossError, distill
+    from gmlib.matching import distill
+    from gmlib.run import DivergenceError, FolderInUseError, Terminated
     from gmlib.presets import get_profile
     from gmlib.runinfo import resolve_device
     from gmlib.fileio import check_writable_folder
@@ -149,13 +150,14 @@ def _distill(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     try:
-        result = distill(dataset, config, seed=args.seed, device=device, checkpoint_dir=out,
+        result = distill(dataset, config, seed=args.seed, device=device, out_dir=out,
                          resume=args.resume, progress=args.progress)
-    except (CheckpointError, NonFiniteLossError) as error:
+    except (CheckpointError, DivergenceError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except Terminated:  # SIGTERM; the run saved its last completed iteration and said so
+        return 143
     except KeyboardInterrupt:
-        print(f"interrupted; rerun the same command to resume from {out / 'checkpoint.pt'}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - start
 
@@ -169,8 +171,7 @@ def _distill(args: argparse.Namespace) -> int:
     print(f"{config.method} on {args.dataset}, ipc {args.ipc}, profile {profile.name}, seed {args.seed}: "
           f"{history.completed} iterations, {final}{seconds:.1f} s on {device}")
     for evaluation in history.evaluations:
-        print(f"  after {evaluation['iteration']} iterations: {100 * evaluation['mean']:.2f} +- "
-              f"{100 * evaluation['std']:.2f} % ({len(evaluation['accuracies'])} models)")
+        print(f"  after {evaluation.iteration} iterations: {evaluation}")
     print(f"wrote {set_path} and {history_path}")
     return 0
 
@@ -295,8 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill = commands.add_parser(
         "distill", help="learn a synthetic set by gradient matching (DC or DSA)",
         description="Learn IPC images per class of DATASET by gradient matching and write OUT/synthetic.pt "
-                    "(with provenance) and OUT/history.json. The run checkpoints into OUT/checkpoint.pt; "
-                    "rerunning the same command resumes it (Ctrl-C saves the last completed iteration).")
+                    "(with provenance) and OUT/history.json. The run checkpoints into OUT/checkpoint.pt every minute; "
+                    "rerunning the same command resumes it (Ctrl-C and SIGTERM save the last completed "
+                    "iteration), and rerunning with more --iterations extends it.")
     distill.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset to distill")
     distill.add_argument("--ipc", type=_int_at_least(1), default=1, help="images per class (default: %(default)s)")
     distill.add_argument("--method", default="dc", choices=METHODS,
@@ -329,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--eval-models", type=_int_at_least(1), default=None,
                          help="models per evaluation (default: the profile's)")
     distill.add_argument("--checkpoint-every", type=_int_at_least(0), default=0,
-                         help="also write OUT/checkpoint.pt every K iterations (0 = only at the end and on Ctrl-C; "
-                              "default: %(default)s)")
+                         help="also write OUT/checkpoint.pt every K iterations (it is written every minute, at "
+                              "the end and on Ctrl-C or SIGTERM anyway; default: %(default)s)")
     distill.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                          help="continue from OUT/checkpoint.pt when it exists; a checkpoint of other settings "
                               "or another seed is refused; --no-resume starts over")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from gmlib.checkpoint import CheckpointError
-from gmlib.fileio import json_ready
+from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.evaluate import EvalConfig, evaluate_across_networks
 from gmlib.matching import MatchingConfig, distill, evaluation_augment
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
@@ -271,10 +271,8 @@ class _CellStore:
     def _write(self) -> None:
         if self.directory is None:
             return
-        path = self.directory / _CELLS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"format": _CELLS_FORMAT, "identity": self.identity, "cells": self.cells}, indent=1))
-        os.replace(tmp, path)  # atomic: a crash leaves the previous file
+        atomic_write_text(self.directory / _CELLS_FILE,
+                          json.dumps({"format": _CELLS_FORMAT, "identity": self.identity, "cells": self.cells}, indent=1))
 
 
 def cross_architecture_matrix(
@@ -352,7 +350,7 @@ def cross_architecture_matrix(
             distill_seconds[source] = float(loaded.metadata.get("provenance", {}).get("seconds", 0.0))
         else:
             begun = time.perf_counter()
-            run = distill(dataset, configs[source], seed=seed, device=device, checkpoint_dir=store.distill_dir(source),
+            run = distill(dataset, configs[source], seed=seed, device=device, out_dir=store.distill_dir(source),
                           resume=resume, progress=False)
             synthetic[source], distill_seconds[source] = run.synthetic, time.perf_counter() - begun
             store.save_synthetic(source, run.synthetic, {"matching_config": json_ready(configs[source].as_dict()),

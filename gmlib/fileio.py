@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 
@@ -34,18 +34,17 @@ def check_writable_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it.
-
-    The rename is atomic, so readers see the old file or the new one, never a partial write; on
-    any failure (including KeyboardInterrupt) the temporary file is removed and the error goes on.
-    """
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(handle)`` into a temporary file beside it, flushed to disk,
+    then renamed over it: readers see the old file or the new one, never a partial write. On any
+    failure (including KeyboardInterrupt) the temporary file is removed and the error goes on.
+    The file gets the user's normal permissions. Every writer of results in gmlib uses this."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         with_user_permissions(tmp)
@@ -54,6 +53,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` of ``obj`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def json_ready(value: Any) -> Any:

@@ -309,6 +309,67 @@ def test_a_non_finite_outer_loss_stops_before_the_update(tmp_path):
     assert saved["completed"] == 0 and torch.equal(saved["state"]["images"], initial)
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Resuming through out_dir (gmlib.run checkpoints)
+# ---------------------------------------------------------------------------------------------
+
+SMALL_CONVNET = {"network": "convnet", "network_kwargs": {"width": 8, "depth": 2}, "batch_real": 8, "iterations": 5}
+RESUMABLE = [
+    pytest.param(UnrollMethod, distill_unrolled,
+                 UnrollConfig(ipc=1, synthetic_batches=2, inner_steps=2, inner_momentum=0.5, **SMALL_CONVNET),
+                 id="unroll"),
+    pytest.param(ImplicitMethod, distill_implicit, ImplicitConfig(ipc=1, inner_steps=3, init_mode="fixed",
+                                                                  **SMALL_CONVNET), id="implicit-fixed"),
+]
+
+
+def _assert_same_run(a: RunResult, b: RunResult) -> None:
+    assert torch.equal(a.synthetic.images, b.synthetic.images)
+    assert a.history.losses == b.history.losses
+    if isinstance(a.method, UnrollMethod):
+        assert torch.equal(a.method.learned_lrs, b.method.learned_lrs)
+
+
+@pytest.mark.parametrize("method_class, distill, config", RESUMABLE)
+def test_a_stopped_run_resumes_to_the_images_of_an_uninterrupted_one(method_class, distill, config, tmp_path):
+    data = tiny_dataset()
+    whole = distill(data, config, seed=3, device="cpu")
+    # An interruption after two of five iterations (what Ctrl-C or a time slice leaves behind).
+    part = run(method_class(data, config, 3, torch.device("cpu")), out_dir=tmp_path, stop_at=2, progress=False)
+    assert part.history.completed == 2 and part.history.losses == whole.history.losses[:2]
+    assert not torch.equal(part.synthetic.images, whole.synthetic.images)
+    resumed = distill(data, config, seed=3, device="cpu", out_dir=tmp_path)
+    assert resumed.history.resumed_at == [2] and resumed.history.completed == 5
+    _assert_same_run(resumed, whole)  # images, losses, learned rates: the Adam state came back too
+    # Rerunning the finished run loads it and does no further step.
+    again = distill(data, config, seed=3, device="cpu", out_dir=tmp_path)
+    assert again.history.resumed_at == [2, 5]
+    _assert_same_run(again, whole)
+
+
+@pytest.mark.parametrize("method_class, distill, config", RESUMABLE)
+def test_more_iterations_extend_a_finished_run_to_a_longer_one(method_class, distill, config, tmp_path):
+    data = tiny_dataset()
+    short = dataclasses.replace(config, iterations=3)
+    first = distill(data, short, seed=3, device="cpu", out_dir=tmp_path)
+    assert first.history.completed == 3 and first.history.resumed_at == []
+    # A time limit says how the run is driven, not what it computes: it may change between sessions.
+    longer = distill(data, dataclasses.replace(config, time_limit_s=1e6), seed=3, device="cpu", out_dir=tmp_path)
+    assert longer.history.resumed_at == [3] and longer.history.losses[:3] == first.history.losses
+    _assert_same_run(longer, distill(data, config, seed=3, device="cpu"))
+    # A checkpoint of another run is refused, naming the difference; so is asking for fewer iterations.
+    with pytest.raises(CheckpointError, match="outer_lr=0.01 there, 0.02 here"):
+        distill(data, dataclasses.replace(config, outer_lr=0.02), seed=3, device="cpu", out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="seed=3 there, 4 here"):
+        distill(data, config, seed=4, device="cpu", out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="5 completed iterations, more than iterations=3"):
+        distill(data, short, seed=3, device="cpu", out_dir=tmp_path)
+    # resume=False starts over in the same folder.
+    restarted = distill(data, short, seed=3, device="cpu", out_dir=tmp_path, resume=False)
+    assert restarted.history.resumed_at == []
+    _assert_same_run(restarted, first)
+
 def test_batch_indices_take_every_class_in_every_batch():
     batches = batch_indices(2, 1, 3)
     assert [b.tolist() for b in batches] == [[0, 3], [1, 4], [2, 5]]

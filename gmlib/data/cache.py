@@ -21,6 +21,7 @@ from gmlib.data.catalogue import DatasetInfo, dataset_info
 from gmlib.data.checksums import Checksum, _file_digest, _publish
 from gmlib.data.errors import DataError, _parsing
 from gmlib.data.formats import RawSplits
+from gmlib.fileio import atomic_write_text
 
 _PROCESSED_VERSION = 1  # bump when the processed file's layout changes, so old caches are rebuilt
 
@@ -54,10 +55,7 @@ def _save_processed(path: Path, raw: RawSplits, source: str, name: str) -> None:
             _publish(Path(part.name), path)
         finally:
             Path(part.name).unlink(missing_ok=True)
-    sidecar = _sidecar(path)
-    sidecar_part = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.part")
-    sidecar_part.write_text(f"{digest}  {path.name}\n")
-    os.replace(sidecar_part, sidecar)
+    atomic_write_text(_sidecar(path), f"{digest}  {path.name}\n")
 
 
 def _load_processed(path: Path, info: DatasetInfo) -> tuple[RawSplits, str] | None:
