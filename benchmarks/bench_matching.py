@@ -53,12 +53,12 @@ from gmlib.matching import (
     CPU_CHUNK_SIZE,
     MatchingConfig,
     distill,
-    iteration_generator,
     matching_loss_backward,
     real_gradient,
     resolve_engine,
-    train_inner,
 )
+from gmlib.inner_loop import train_inner
+from gmlib.run import iteration_generator
 from gmlib.matching_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
 from gmlib.presets import dc_loops

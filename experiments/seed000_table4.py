@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from gmlib.data import load_dataset
 from gmlib.evaluate import test_accuracy
-from gmlib.matching import MatchingConfig, NonFiniteLossError, distill
+from gmlib.matching import MatchingConfig, distill
+from gmlib.run import DivergenceError
 from gmlib.networks import get_network
 from gmlib.published import HESSIAN_SEED000
 from gmlib.runinfo import describe_hardware, library_versions
@@ -95,8 +96,8 @@ def distill_arm(dataset, config: MatchingConfig, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as checkpoints:
         for k in range(1, config.iterations + 1):
             try:
-                result = distill(dataset, config, seed=seed, checkpoint_dir=checkpoints, stop_at=k, progress=False)
-            except NonFiniteLossError as error:
+                result = distill(dataset, config, seed=seed, out_dir=checkpoints, stop_at=k, progress=False)
+            except DivergenceError as error:
                 diverged_at = error.iteration
                 break
     history = result.history if result is not None else None
@@ -104,7 +105,7 @@ def distill_arm(dataset, config: MatchingConfig, seed: int) -> dict:
     return {"images": images, "labels": labels, "seconds": time.perf_counter() - started, "diverged_at": diverged_at,
             "completed": 0 if history is None else history.completed,
             "mean_losses": [] if history is None else history.mean_losses(),
-            "curvature": [] if history is None else list(history.curvature)}
+            "curvature": [] if history is None else list(history.extras["curvature"])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         run = distill(data, config, seed=args.seed, device=device, progress=False)
         evaluation = run.history.evaluations[-1]
         results[name] = {
-            "label": label, "options": options, "accuracy_mean": 100 * evaluation["mean"],
-            "accuracy_std": 100 * evaluation["std"], "accuracies": [100 * a for a in evaluation["accuracies"]],
+            "label": label, "options": options, "accuracy_mean": 100 * evaluation.mean,
+            "accuracy_std": 100 * evaluation.std, "accuracies": [100 * a for a in evaluation.accuracies],
             "final_loss_per_class": run.history.mean_losses()[-1], "distill_seconds": sum(run.history.seconds),
-            "eval_seconds": evaluation["seconds"], "wall_seconds": time.perf_counter() - began,
+            "eval_seconds": evaluation.seconds, "wall_seconds": time.perf_counter() - began,
             "published": published_for(key),
         }
         print(f"{name:>12} ({label}): {results[name]['accuracy_mean']:.1f} ± {results[name]['accuracy_std']:.1f} %  "

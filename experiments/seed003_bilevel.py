@@ -99,15 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         distill = distill_unrolled if isinstance(config, UnrollConfig) else distill_implicit
         with track_peak_memory(args.device) as whole:
             outcome = distill(dataset, config, seed=args.seed, device=args.device)
+        history = outcome.history
         images, labels = outcome.synthetic.detached()
         result = evaluate(images, labels)
+        learned_lrs = getattr(outcome.method, "learned_lrs", None)  # unroll's per-step rates; IFT learns none
         rows.append({"method": method, "accuracy_mean": 100 * result.mean, "accuracy_std": 100 * result.std,
-                     "accuracies": result.accuracies, "learned_parameters": outcome.learned_parameters,
-                     "iterations": outcome.iterations, "distill_seconds": outcome.seconds,
-                     "peak_mib": outcome.peak_mib, "added_mib": outcome.added_mib, "memory_kind": outcome.memory_kind,
-                     "final_outer_loss": outcome.history["outer_loss"][-1] if outcome.iterations else None,
-                     "learned_lrs": outcome.history["learned_lrs"], "config": config.as_dict(),
-                     **published_cells(method)})
+                     "accuracies": result.accuracies, "learned_parameters": outcome.method.learned_parameters(),
+                     "iterations": history.completed, "distill_seconds": sum(history.seconds),
+                     "peak_mib": history.peak_mib, "added_mib": history.added_mib, "memory_kind": history.memory_kind,
+                     "final_outer_loss": history.losses[-1][0] if history.completed else None,
+                     "learned_lrs": [] if learned_lrs is None else learned_lrs.tolist(),
+                     "config": config.as_dict(), **published_cells(method)})
         print(f"{method}: {outcome.summary()}; {result}", flush=True)
         del whole
 

@@ -278,6 +278,8 @@ class GTNMethod(Method):
     divergence_hint = "lr_teacher"
 
     def __init__(self, dataset: Any, config: GTNConfig, seed: int, device: torch.device) -> None:
+        if config.batch_norm and dataset.num_classes * config.ipc < 2:
+            raise ValueError("a generator with batch_norm needs at least 2 images in a batch (num_classes * ipc >= 2)")
         self.config, self.seed, self.device = config, seed, device
         self.dataset = dataset if dataset.device == device else dataset.to(device)
         self.teacher = build_teacher(self.dataset, config, seed).to(device)
@@ -300,7 +302,13 @@ class GTNMethod(Method):
         self.optimizer.load_state_dict(state["optimizer"])
 
     def synthetic_set(self) -> SyntheticSet:
+        # Generating runs the generator's BatchNorm in train mode, which moves its running
+        # statistics: keep them as they were, so looking at the set does not change the run.
+        buffers = {name: b.clone() for name, b in self.teacher.named_buffers()}
         synthetic = generated_set(self.teacher, self.dataset, self.seed)
+        with torch.no_grad():
+            for name, b in self.teacher.named_buffers():
+                b.copy_(buffers[name])
         synthetic.metadata.update(objective=self.config.objective, k=self.config.k)
         return synthetic
 
@@ -320,7 +328,5 @@ def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, devi
         raise ValueError(f"config must be a GTNConfig, got {type(config).__name__}")
     if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if config.batch_norm and dataset.num_classes * config.ipc < 2:
-        raise ValueError("a generator with batch_norm needs at least 2 images in a batch (num_classes * ipc >= 2)")
     method = GTNMethod(dataset, config, seed, resolve_device(device))
     return run(method, out_dir=out_dir, resume=resume, progress=progress)

@@ -102,6 +102,10 @@ class History:
         """Per iteration, the loss averaged over classes (what DC prints)."""
         return [sum(row) / len(row) for row in self.losses]
 
+    def total(self, name: str) -> float:
+        """The sum of the extra series ``name`` over the iterations (entries of None skipped)."""
+        return sum(v for v in self.extras.get(name, []) if v is not None)
+
     def evaluation_at(self, iteration: int) -> Evaluation | None:
         return next((e for e in self.evaluations if e.iteration == iteration), None)
 

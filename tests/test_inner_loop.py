@@ -151,21 +151,21 @@ def test_validation_loss_restores_the_training_mode() -> None:
 def test_history_counts_updates_and_savings_of_each_policy() -> None:
     # 6 synthetic images in batches of 4: 2 SGD steps per epoch; 3 inner stretches per iteration.
     fixed = run(tiny()).history
-    assert fixed.inner_epochs == [[3, 3, 3]] * 2
-    assert fixed.inner_updates == [18, 18] and fixed.inner_updates_saved == [0, 0]
+    assert fixed.extras["inner_epochs"] == [[3, 3, 3]] * 2
+    assert fixed.extras["inner_updates"] == [18, 18] and fixed.extras["inner_updates_saved"] == [0, 0]
     scheduled = run(tiny(inner_steps="schedule", inner_schedule=(2, 1, 0))).history
-    assert scheduled.inner_epochs == [[2, 1, 0]] * 2
-    assert scheduled.inner_updates == [6, 6] and scheduled.inner_updates_saved == [12, 12]
-    assert (scheduled.total_inner_updates, scheduled.total_inner_updates_saved) == (12, 24)
+    assert scheduled.extras["inner_epochs"] == [[2, 1, 0]] * 2
+    assert scheduled.extras["inner_updates"] == [6, 6] and scheduled.extras["inner_updates_saved"] == [12, 12]
+    assert (scheduled.total("inner_updates"), scheduled.total("inner_updates_saved")) == (12, 24)
     data = scheduled.to_dict()
-    assert (data["total_inner_updates"], data["total_inner_updates_saved"]) == (12, 24)
+    assert (sum(data["extras"]["inner_updates"]), sum(data["extras"]["inner_updates_saved"])) == (12, 24)
     eq12 = run(tiny(inner_steps="schedule", iterations=1)).history  # 50, 40, 30 epochs: more than fixed
-    assert eq12.inner_epochs == [[50, 40, 30]] and eq12.inner_updates_saved == [18 - 240]
+    assert eq12.extras["inner_epochs"] == [[50, 40, 30]] and eq12.extras["inner_updates_saved"] == [18 - 240]
 
 
 def test_history_counts_of_the_overfit_policy() -> None:
     history = run(tiny(inner_steps="overfit")).history
-    for epochs, updates, saved in zip(history.inner_epochs, history.inner_updates, history.inner_updates_saved):
+    for epochs, updates, saved in zip(history.extras["inner_epochs"], history.extras["inner_updates"], history.extras["inner_updates_saved"]):
         assert len(epochs) == 3 and all(1 <= e <= 3 for e in epochs)
         assert updates == 2 * sum(epochs) and saved == 18 - updates
 
@@ -173,7 +173,7 @@ def test_history_counts_of_the_overfit_policy() -> None:
 def test_overfit_run_is_seeded_deterministic_and_resumes_from_a_checkpoint(tmp_path) -> None:
     config = tiny(inner_steps="overfit", iterations=3)
     straight = run(config)
-    distill(fake_dataset(), config, seed=0, device="cpu", progress=False, checkpoint_dir=tmp_path, stop_at=1)
-    resumed = distill(fake_dataset(), config, seed=0, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    distill(fake_dataset(), config, seed=0, device="cpu", progress=False, out_dir=tmp_path, stop_at=1)
+    resumed = distill(fake_dataset(), config, seed=0, device="cpu", progress=False, out_dir=tmp_path)
     assert torch.equal(straight.synthetic.images, resumed.synthetic.images)
-    assert resumed.history.inner_updates == straight.history.inner_updates
+    assert resumed.history.extras["inner_updates"] == straight.history.extras["inner_updates"]
