@@ -58,7 +58,7 @@ from gmlib.matching import (
     resolve_engine,
 )
 from gmlib.inner_loop import train_inner
-from gmlib.run import iteration_generator
+from gmlib.randomness import iteration_generator
 from gmlib.matching_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
 from gmlib.presets import dc_loops

@@ -34,8 +34,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from gmlib.checks import check_int, check_positive, is_int
+from gmlib.hessian import hvp
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.run import Method, RunResult, Step, check_finite, draw_seed, iteration_generator, run
+from gmlib.randomness import draw_seed, iteration_generator
+from gmlib.run import Method, RunResult, Step, check_finite, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
 
@@ -45,12 +47,6 @@ def _check_neumann(alpha: float, terms: int) -> None:
         raise ValueError(f"Neumann scale alpha must be a positive number, got {alpha!r}")
     if isinstance(terms, bool) or not isinstance(terms, int) or terms < 0:
         raise ValueError(f"Neumann terms must be an integer >= 0, got {terms!r}")
-
-
-def _hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor], vector: Sequence[Tensor]) -> list[Tensor]:
-    """``H v`` for the Hessian whose gradient graph is ``inner_grads`` (built with create_graph)."""
-    products = torch.autograd.grad(inner_grads, params, grad_outputs=vector, retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if hv is None else hv for hv, p in zip(products, params)]
 
 
 def neumann_inverse_hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor], vector: Sequence[Tensor], *,
@@ -75,7 +71,7 @@ def neumann_inverse_hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor],
     term = [v.detach() for v in vector]  # (I - alpha H)^k v, starting at k = 0
     total = [t.clone() for t in term]
     for _ in range(terms):
-        hv = _hvp(inner_grads, params, term)
+        hv = hvp(inner_grads, params, term, create_graph=False)
         term = [t - alpha * h.detach() for t, h in zip(term, hv)]
         total = [s + t for s, t in zip(total, term)]
     return [alpha * s for s in total]

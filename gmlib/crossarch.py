@@ -36,6 +36,7 @@ from gmlib.evaluate import EvalConfig, evaluate_across_networks
 from gmlib.matching import MatchingConfig, distill, evaluation_augment
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
 from gmlib.presets import Profile, get_profile
+from gmlib.progress import progress_bar
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
 
@@ -336,9 +337,7 @@ def cross_architecture_matrix(
                                                        per_network_lr_img), resume)
     started = time.perf_counter()
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(sources) * (1 + len(targets)), desc="cross-architecture", disable=not progress, leave=False)
+    bar = progress_bar(len(sources) * (1 + len(targets)), "cross-architecture", enabled=progress)
     synthetic: dict[str, SyntheticSet] = {}
     distill_seconds: dict[str, float] = {}
     cells: dict[tuple[str, str], CellResult] = {}

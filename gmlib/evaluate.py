@@ -52,14 +52,14 @@ from gmlib.eval_config import (
     protocol_variant,
 )
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
+from gmlib.progress import progress_bar
+from gmlib.randomness import draw_seed
 from gmlib.runinfo import resolve_device
 from gmlib.training import (
     CPU_CHUNK_SIZE,
     GPU_TEST_CHUNK_SIZE,
     apply_schedule,
-    draw_seed,
     epoch_orders,
-    progress_bar,
     protocol_sgd,
     learning_rate_at,
     model_seeds,
@@ -103,7 +103,7 @@ def _evaluate_sequential(
     progress: bool,
 ) -> list[float]:
     accuracies = []
-    bar = progress_bar(len(nets), "models", progress)
+    bar = progress_bar(len(nets), "models", enabled=progress)
     for net, generator in zip(nets, generators):
         train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size)
         accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size))
@@ -146,7 +146,7 @@ def _evaluate_batched(
     epochs = config.num_epochs
     optimizer = protocol_sgd(params.values(), config)
     template.train()
-    bar = progress_bar(epochs, f"{num_models} models", progress)
+    bar = progress_bar(epochs, f"{num_models} models", enabled=progress)
     for epoch in range(epochs):
         apply_schedule(optimizer, epoch, config)
         orders = epoch_orders(num_images, generators, data.images.device)

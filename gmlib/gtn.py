@@ -30,9 +30,11 @@ from gmlib.checks import check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
 from gmlib.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
 from gmlib.inner_loop import train_inner
+from gmlib.match_levels import mixed_step_backward
 from gmlib.matching import freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.networks import has_batchnorm, network_info
-from gmlib.run import Method, RunResult, Step, check_finite, draw_seed, fresh_network, run
+from gmlib.randomness import draw_seed
+from gmlib.run import Method, RunResult, Step, check_finite, fresh_network, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet
 
@@ -42,7 +44,7 @@ OBJECTIVES = ("gm", "ift")
 __all__ = [
     "MIN_K", "MODES", "OBJECTIVES", "GTNConfig", "GTNMethod", "GenerativeTeacher", "Generator",
     "build_teacher", "generated_set", "generator_parameter_count", "gm_teacher_backward", "ift_teacher_backward",
-    "matching_loss_whole_batch", "train_gtn",
+    "train_gtn",
 ]
 
 
@@ -134,19 +136,6 @@ class GTNConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def matching_loss_whole_batch(net: nn.Module, syn_images: Tensor, syn_labels: Tensor, real_batches: Tensor,
-                              distance: Callable) -> Tensor:
-    """Table II's "not per class" variant: one distance between the gradients of ALL generated
-    images and of all real batches together (the cosine's normalisation then couples classes)."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    num_classes, batch = real_batches.shape[:2]
-    real = real_batches.flatten(0, 1)
-    real_labels = torch.arange(num_classes, device=real.device).repeat_interleave(batch)
-    g_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(real), real_labels), params)]
-    g_syn = torch.autograd.grad(F.cross_entropy(net(syn_images), syn_labels), params, create_graph=True)
-    return distance(g_syn, g_real)
-
-
 def gm_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_batches: Tensor, distance: Callable,
                         *, per_class: bool = True, noise_generator: torch.Generator | None = None) -> Tensor:
     """Accumulate grad_lambda of the gradient-matching loss into the teacher's ``.grad``; returns
@@ -163,9 +152,12 @@ def gm_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_batches
     if per_class:
         losses = matching_loss_backward(net, leaf, teacher.ipc, real_batches, distance, engine="loop")
     else:
-        loss = matching_loss_whole_batch(net, leaf, teacher.labels, real_batches, distance)
-        loss.backward()
-        losses = loss.detach().reshape(1)
+        # Table II's "not per class": one distance between the gradients of ALL generated images and
+        # of all real batches together (the cosine's normalisation then couples classes).
+        num_classes, batch = real_batches.shape[:2]
+        real_labels = torch.arange(num_classes, device=real_batches.device).repeat_interleave(batch)
+        losses = mixed_step_backward(net, leaf, teacher.labels, real_batches.flatten(0, 1), real_labels,
+                                     distance).per_class
     images.backward(leaf.grad)
     return losses
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.checks import check_int, check_one_of, is_int
+from gmlib.randomness import seeded
 from gmlib.synthetic import class_ordered_labels
 
 MODES = ("learned_input", "random_input")
@@ -62,9 +63,7 @@ class Generator(nn.Module):
         self.latent_dim, self.num_classes, self.channels, self.k = latent_dim, num_classes, channels, k
         self.im_size = (height, width)
         hidden = k // 2
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             self.fc1 = nn.Linear(latent_dim + num_classes, k)
             self.bn1 = nn.BatchNorm1d(k, track_running_stats=False) if batch_norm else nn.Identity()
             self.fc2 = nn.Linear(k, hidden * height * width)

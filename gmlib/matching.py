@@ -1,19 +1,20 @@
 """Dataset condensation by gradient matching: DC (Zhao et al., 2021) and DSA (Zhao & Bilen, 2021).
 
-DC's Algorithm 1, line by line, and where each line is::
+DC's Algorithm 1, line by line, and where each line is (function: the names it uses there;
+tests/test_matching.py checks this map against the code)::
 
-    initialise the synthetic set S                          DCMethod.__init__ (init_synthetic)
-    for k = 0 .. K-1:                                       gmlib.run.run (every method's loop)
-        theta_0 <- a freshly initialised network            dc_iteration (fresh_network)
-        for t = 0 .. T-1:                                   dc_iteration
-            (BatchNorm nets) real statistics, then frozen   dc_iteration (freeze_batchnorm_on_real)
-            B_c ~ a batch of real images of each class c    dc_iteration (sample_real)
-            (DSA) one Siamese augmentation A_c per class    dc_iteration (sample_real)
-            for each class c:                               dc_iteration (the class loop)
-                D_c = D(grad L(A_c(S_c)), grad L(A_c(B_c)))     real_gradient, synthetic_gradient
-                S <- S - ... accumulate grad_S D_c              dc_iteration (d_c.backward)
-            S <- S - lr_img * momentum-SGD(grad_S sum_c D_c)    dc_iteration (optimizer.step)
-            theta_{t+1} <- train theta_t on S, inner_loop epochs   dc_iteration (train_network)
+    initialise the synthetic set S                         DCMethod.__init__: init_synthetic
+    for k = 0 .. K-1:                                      gmlib.run._run_in: method.iteration
+        theta_0 <- a freshly initialised network           dc_iteration: fresh_network
+        for t = 0 .. T-1:                                  dc_iteration: outer_loop
+            (BatchNorm nets) real statistics, frozen       dc_iteration: freeze_batchnorm_on_real
+            B_c <- a batch of real images of each class c  dc_iteration: sample_real
+            (DSA) one Siamese augmentation A_c per class   sample_real: sample_dsa
+            for each class c:                              dc_iteration: for c in range
+                D_c = D(grad L(A_c(S_c)), grad L(A_c(B_c)))    dc_iteration: real_gradient, synthetic_gradient
+                grad_S += dD_c/dS                              dc_iteration: d_c.backward
+            S <- S - lr_img * momentum-SGD(grad_S)         dc_iteration: optimizer.step
+            theta_{t+1} <- theta_t trained on S            DCMethod.train_network: train_inner
 
 DSA changes two things: during matching the real batch and the synthetic images of a class go
 through ONE shared random augmentation (Siamese), and the inner training augments every image
@@ -62,6 +63,7 @@ from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.run import Method, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import init_synthetic
+from gmlib.training import CPU_CHUNK_SIZE
 
 __all__ = [
     "CPU_CHUNK_SIZE", "ENGINES", "METHODS", "DCMethod", "History", "MatchingConfig", "RealBatch",
@@ -69,10 +71,6 @@ __all__ = [
     "matching_loss_backward", "matching_step_backward", "real_gradient", "resolve_engine", "synthetic_gradient",
 ]
 
-# Images per forward pass for the real-batch gradients and the inner loop on CPU: a ConvNet's
-# activations for 32 images stay in cache, which measured 1.5x faster than whole batches of 256
-# (benchmarks/bench_matching.py; bench_evaluate.py for training). On GPUs whole batches are best.
-CPU_CHUNK_SIZE = 32
 
 
 # --------------------------------------------------------------------------------------------

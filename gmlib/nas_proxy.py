@@ -23,6 +23,7 @@ from torch import Tensor
 from gmlib.evaluate import EvalConfig, evaluate_across_networks, train_on_whole_set
 from gmlib.fileio import json_ready
 from gmlib.networks import count_parameters, get_network
+from gmlib.progress import progress_bar
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 from gmlib.synthetic import SyntheticSet
 
@@ -155,9 +156,9 @@ def nas_proxy(
 
     candidates = [Candidate(d, w) for w in widths for d in depths]
     result = NASProxyResult(candidates, [], [], [], [], [], [], [], math.nan, math.nan)
-    from tqdm.auto import tqdm
 
-    for candidate in tqdm(candidates, desc="NAS proxy", disable=not progress, leave=False):
+    bar = progress_bar(len(candidates), "NAS proxy", enabled=progress)
+    for candidate in candidates:
         variant = {"depth": candidate.depth, "width": candidate.width}
         proxy = dataclasses.replace(proxy_config, network_kwargs=dict(proxy_config.network_kwargs) | variant)
         begun = time.perf_counter()
@@ -181,6 +182,8 @@ def nas_proxy(
             net = get_network(proxy.network, syn_images.shape[1], num_classes, tuple(syn_images.shape[2:]),
                               **dict(proxy.network_kwargs))
         result.parameters.append(count_parameters(net))
+        bar.update()
+    bar.close()
 
     if len(candidates) >= 2:
         result.spearman, result.kendall = rank_correlation(result.proxy_mean, result.real_mean)

@@ -49,15 +49,12 @@ WHOLE_SET: dict[str, Published] = {
 }
 
 # Whole-set accuracy per network on MNIST from the course reports (their own short training
-# schedules, not the evaluation protocol): seed 000 Table 1 (10 epochs, lr 0.01, batch 1024) and
-# seed 001 Table 1 (ConvNet, 20 epochs, cosine schedule, with FLOPs counted by 'flopth').
+# schedules, not the evaluation protocol): seed 000 Table 1 (10 epochs, lr 0.01, batch 1024).
 WHOLE_SET_BY_NETWORK_MNIST: dict[str, Published] = {
     "convnet": Published(99.30, None, "Cartwright n.d., Table 1, 'CNN'"),
     "mlp": Published(97.30, None, "Cartwright n.d., Table 1"),
     "lenet": Published(98.55, None, "Cartwright n.d., Table 1"),
 }
-CONVNET_MNIST_SEED001 = Published(99.06, None, "Shi and Chen 2022 (Toronto report), Table 1 (48.90 M FLOPs per image)")
-CONVNET_MNIST_FLOPS_SEED001 = 48.90e6  # "Model FLOPs" per image, as the report counted them with flopth
 
 # Dataset condensation (DC) with a ConvNet, by dataset -> ipc (reference-defaults.md).
 DC: dict[str, dict[int, Published]] = {
@@ -248,9 +245,8 @@ ABLATION_SEED002_TABLE3: dict[str, dict[int, dict[str, Published | None]]] = {
 }
 
 # Section 4.4: network updates per iteration at 10 outer steps (ipc 10): DC's fixed 50 epochs vs
-# the schedule zeta(t); and the overfit criterion's gain on CIFAR-10 at 10 ipc (44.9 -> 45.7).
+# the schedule zeta(t).
 UPDATES_PER_ITERATION_SEED002 = {"fixed": 450, "schedule": 190}
-OVERFIT_CIFAR10_IPC10_SEED002 = Published(45.7, None, "Jiang et al. 2022, section 4.4")
 
 
 # --------------------------------------------------------------------------------------------

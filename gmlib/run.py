@@ -5,10 +5,10 @@ A method (DC and DSA, unrolled and implicit distillation, the generative teacher
 same way for all of them:
 
 * **randomness**: iteration ``it`` draws everything from one CPU generator seeded from
-  ``(seed, it)`` (:func:`iteration_generator`), and the global RNG (CPU and CUDA, for layers such
-  as dropout) is seeded from it for that iteration and restored afterwards
-  (:func:`global_rng_from`). A run is therefore reproducible on any device, and a checkpoint needs
-  only the method's state and the number of completed iterations;
+  ``(seed, it)``, and the global RNG (CPU and CUDA, for layers such as dropout) is seeded from it
+  for that iteration and restored afterwards (:mod:`gmlib.randomness`). A run is therefore
+  reproducible on any device, and a checkpoint needs only the method's state and the number of
+  completed iterations;
 * **the record**: a :class:`gmlib.history.History` (losses, seconds, the method's extra series,
   evaluations, peak memory, provenance), a progress bar, evaluations at chosen iterations;
 * **the divergence guard**: a method calls :func:`check_finite` on its loss before each update;
@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import fcntl
-import hashlib
 import math
 import os
 import signal
@@ -46,6 +45,8 @@ from gmlib.fileio import check_writable_folder, json_ready
 from gmlib.history import Evaluation, History
 from gmlib.memory import track_peak_memory
 from gmlib.networks import get_network
+from gmlib.progress import progress_bar
+from gmlib.randomness import draw_seed, global_rng_from, iteration_generator
 from gmlib.runinfo import describe_hardware, library_versions
 from gmlib.synthetic import SyntheticSet, git_commit
 
@@ -60,36 +61,8 @@ RUN_CONTROL_FIELDS = ("iterations", "checkpoint_every", "eval_at", "eval_config"
 
 
 # --------------------------------------------------------------------------------------------
-# Randomness: one generator per iteration
+# A fresh network
 # --------------------------------------------------------------------------------------------
-
-
-def iteration_seed(seed: int, iteration: int) -> int:
-    """The seed of iteration ``iteration`` of a run with ``seed`` (hashed: unrelated streams).
-    The text hashed predates this module; changing it would change every run's images."""
-    digest = hashlib.sha256(f"gmlib.matching:{seed}:{iteration}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def iteration_generator(seed: int, iteration: int) -> torch.Generator:
-    """The CPU generator every random draw of that iteration comes from (same on every device)."""
-    return torch.Generator().manual_seed(iteration_seed(seed, iteration))
-
-
-def draw_seed(generator: torch.Generator) -> int:
-    """A seed for something built inside an iteration (a network, a noise stream), from ``generator``."""
-    return int(torch.randint(2**62, (1,), generator=generator).item())
-
-
-@contextlib.contextmanager
-def global_rng_from(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG (CPU and every initialised CUDA device) from ``generator`` for the
-    block and restore it afterwards: a run must not depend on, or disturb, anyone else's state."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        seed = draw_seed(generator)
-        torch.manual_seed(seed)  # also seeds every CUDA device
-        yield
 
 
 def fresh_network(network: str, network_kwargs: Any, dataset: Any, generator: torch.Generator,
@@ -98,13 +71,6 @@ def fresh_network(network: str, network_kwargs: Any, dataset: Any, generator: to
     net = get_network(network, dataset.channels, dataset.num_classes, dataset.im_size,
                       seed=draw_seed(generator), **dict(network_kwargs))
     return net.to(device)
-
-
-def progress_bar(total: int, description: str, *, enabled: bool = True, initial: int = 0, leave: bool = True):
-    """The project's progress bar (tqdm; a disabled one is a no-op, so callers never test for it)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=description, disable=not enabled, leave=leave)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,16 +333,15 @@ def run(
         raise ValueError(f"eval_at={tuple(eval_at)!r} needs an evaluator")
     check_positive("checkpoint_seconds", checkpoint_seconds)
     folder = None if out_dir is None else check_writable_folder(out_dir)
-    with contextlib.ExitStack() as stack:
-        if folder is not None:
-            stack.enter_context(folder_lock(folder))
-        return _run_locked(method, folder, resume, progress, end, time_limit_s, checkpoint_every,
-                           checkpoint_seconds, tuple(eval_at), evaluator)
+    with contextlib.nullcontext() if folder is None else folder_lock(folder):
+        return _run_in(folder, method, resume, progress, end, time_limit_s, checkpoint_every,
+                       checkpoint_seconds, tuple(eval_at), evaluator)
 
 
-def _run_locked(method: Method, folder: Path | None, resume: bool, progress: bool, end: int,
-                time_limit_s: float | None, checkpoint_every: int, checkpoint_seconds: float,
-                eval_at: tuple[int, ...], evaluator: Evaluator | None) -> RunResult:
+def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, end: int,
+            time_limit_s: float | None, checkpoint_every: int, checkpoint_seconds: float,
+            eval_at: tuple[int, ...], evaluator: Evaluator | None) -> RunResult:
+    """:func:`run`, once its arguments are checked and its folder is locked."""
     config = method.config
     identity = method.identity()
     path = None if folder is None else checkpoint_path(folder)
@@ -405,7 +370,7 @@ def _run_locked(method: Method, folder: Path | None, resume: bool, progress: boo
             history.evaluations.append(Evaluation(completed, accuracies, time.perf_counter() - began,
                                                   sum(history.seconds)))
 
-    bar = progress_bar(config.iterations, method.name, enabled=progress, initial=start)
+    bar = progress_bar(config.iterations, method.name, enabled=progress, initial=start, leave=True)
     last_good = {"completed": start, "state": _to_cpu(method.state_dict())}
     last_saved = time.monotonic()
     stopped: BaseException | None = None

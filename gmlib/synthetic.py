@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from gmlib.data.container import denormalise
 from gmlib.fileio import atomic_torch_save
 from gmlib.memory import available_bytes
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
@@ -62,11 +63,6 @@ def _check_ipc(ipc: object) -> int:
 def class_ordered_labels(num_classes: int, ipc: int, device: str | torch.device = "cpu") -> Tensor:
     """``ipc`` copies of label 0, then of label 1, ... (int64): the labels of every synthetic set."""
     return torch.arange(num_classes, dtype=torch.long, device=device).repeat_interleave(ipc)
-
-
-def _per_channel(values: Sequence[float], like: Tensor) -> Tensor:
-    """``values`` as a (C, 1, 1) tensor that broadcasts over images shaped like ``like``."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
 
 
 @dataclass(eq=False)
@@ -132,7 +128,7 @@ class SyntheticSet:
     def pixels(self) -> Tensor:
         """The images in pixel space, clamped to [0, 1] (for display; learning may leave the range)."""
         images = self.images.detach()
-        return (images * _per_channel(self.std, images) + _per_channel(self.mean, images)).clamp(0.0, 1.0)
+        return denormalise(images, self.mean, self.std).clamp(0.0, 1.0)
 
     def to(self, device: str | torch.device) -> "SyntheticSet":
         """A copy on ``device`` ('auto' picks CUDA); its images are a new leaf, so build optimisers after."""

@@ -15,30 +15,14 @@ from gmlib.augment import augment
 from gmlib.checks import check_int
 from gmlib.eval_config import LR_DECAY_FACTOR, EvalConfig
 from gmlib.networks import has_batchnorm
+from gmlib.progress import progress_bar
+from gmlib.randomness import global_rng_from
 
 # Images per forward pass. On CPU, chunks of 32 keep a ConvNet's activations in cache: the
 # test pass measured 1.4-1.9x faster than with 256-1000 and training at batch 100 about 1.2x
 # (benchmarks/bench_evaluate.py). GPUs want big chunks.
 CPU_CHUNK_SIZE = 32
 GPU_TEST_CHUNK_SIZE = 1024
-
-
-def draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
-
-
-@contextlib.contextmanager
-def _global_rng_seeded_from(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG from ``generator`` for the block and restore it afterwards.
-
-    Layers such as dropout draw from the global RNG; this makes them reproducible from the
-    model's own generator without disturbing anyone else's random state.
-    """
-    seed = draw_seed(generator)
-    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def learning_rate_at(epoch: int, config: EvalConfig) -> float:
@@ -85,13 +69,6 @@ def protocol_sgd(params: Iterable[Tensor], config: EvalConfig) -> torch.optim.SG
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def progress_bar(total: int, description: str, enabled: bool) -> Any:
-    """A tqdm bar; when not ``enabled`` a disabled one, whose methods do nothing."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, leave=False, disable=not enabled)
-
-
 def train_network(
     net: nn.Module,
     images: Tensor,
@@ -119,7 +96,7 @@ def train_network(
     check_int("chunk_size", chunk_size, 1)
     if has_batchnorm(net):
         chunk_size = config.batch_size
-    with _global_rng_seeded_from(generator):
+    with global_rng_from(generator):  # dropout draws from the global RNG
         _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress)
     return net
 
@@ -137,7 +114,7 @@ def _train_loop(
     epochs = config.num_epochs
     optimizer = protocol_sgd(net.parameters(), config)
     net.train()
-    bar = progress_bar(epochs, "train", progress)
+    bar = progress_bar(epochs, "train", enabled=progress)
     for epoch in range(epochs):
         lr = apply_schedule(optimizer, epoch, config)
         if on_epoch is not None:

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gmlib.data.container import denormalise
+
 
 def to_pixels(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Normalised (N, C, H, W) tensor -> (N, H, W, C) float array in [0, 1] for imshow."""
     if images.dim() != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got shape {tuple(images.shape)}")
-    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    pixels = (images.detach() * std_t + mean_t).clamp(0, 1)
+    pixels = denormalise(images.detach(), mean, std).clamp(0, 1)
     return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 

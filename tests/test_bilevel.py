@@ -14,7 +14,8 @@ from gmlib.bilevel import (ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollM
                            neumann_inverse_hvp, raw_from_lr, unrolled_training)
 from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gmlib.data import ImageDataset
-from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, RunResult, draw_seed, iteration_generator, run
+from gmlib.randomness import draw_seed, iteration_generator
+from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, RunResult, run
 from gmlib.toy_bilevel import (exact_hypergradient, implicit_toy_hypergradient, inner_trajectory, make_ridge_toy,
                                outer_landscape, outer_loss, ridge_solution, unrolled_hypergradient)
 

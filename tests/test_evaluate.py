@@ -23,7 +23,8 @@ from gmlib.evaluate import (
     train_on_whole_set,
 )
 from gmlib.networks import get_network
-from gmlib.training import apply_schedule, draw_seed
+from gmlib.randomness import draw_seed
+from gmlib.training import apply_schedule
 
 SMALL_CONVNET = EvalConfig(network="convnet", network_kwargs={"width": 8}, epochs=4)
 MLP = EvalConfig(network="mlp", epochs=10)

@@ -6,7 +6,10 @@ so the whole file stays well under a minute on 2 CPU cores.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import re
 
 import pytest
 import torch
@@ -239,3 +242,47 @@ def test_the_batched_engine_falls_back_to_the_loop_when_memory_runs_out(dataset,
     assert torch.equal(fallen_back.synthetic.images, expected.synthetic.images)
 
 
+
+
+# ------------------------------------------------------------------------------------------
+# Algorithm 1 in the module: its map, and the class loop against the variants' step
+# ------------------------------------------------------------------------------------------
+
+
+def algorithm_map() -> list[tuple[str, str, list[str]]]:
+    """(algorithm line, function, names) from the module docstring's map."""
+    text = matching.__doc__.split("::", 1)[1].split("\n\n")[1]
+    rows = []
+    for line in text.splitlines():
+        left, right = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        function, names = right.split(": ")
+        rows.append((left, function, [n.strip() for n in names.split(",")]))
+    return rows
+
+
+def test_the_docstring_map_of_algorithm_1_is_true() -> None:
+    rows = algorithm_map()
+    assert len(rows) == 12 and rows[0][0] == "initialise the synthetic set S"
+    for line, function, names in rows:
+        owner = importlib.import_module(function.rsplit(".", 1)[0]) if function.startswith("gmlib.") else matching
+        target = owner
+        for part in function.split(".")[2 if function.startswith("gmlib.") else 0:]:
+            target = getattr(target, part)
+        source = inspect.getsource(target)
+        for name in names:
+            assert name in source, f"{line!r}: {function} does not use {name}"
+
+
+def test_dc_iteration_reads_on_one_screen() -> None:
+    lines = inspect.getsource(matching.dc_iteration).splitlines()
+    assert len(lines) <= 45, len(lines)
+
+
+def test_the_class_loop_equals_the_variants_intra_step(dataset, monkeypatch) -> None:
+    """DC's inline class loop and loop_step_backward at level 'intra' give the same images."""
+    config = tiny(iterations=2)
+    inline = run(dataset, config)
+    monkeypatch.setattr(matching, "choose_variant",
+                        lambda config, engine, level: lambda dc, net, real: matching.levels_step(dc, net, real, level))
+    variant = run(dataset, config)
+    assert torch.equal(inline.synthetic.images, variant.synthetic.images)

@@ -18,15 +18,8 @@ import gmlib.matching as matching
 from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.distances import get_distance
 from gmlib.history import Evaluation, History
-from gmlib.run import (
-    CHECKPOINT_FORMAT,
-    DivergenceError,
-    FolderInUseError,
-    folder_lock,
-    global_rng_from,
-    iteration_generator,
-    run,
-)
+from gmlib.randomness import global_rng_from, iteration_generator
+from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, FolderInUseError, folder_lock, run
 
 from run_methods import METHOD_NAMES, tiny_method
 

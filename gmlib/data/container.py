@@ -12,11 +12,19 @@ from torch import Tensor
 from gmlib.runinfo import resolve_device
 
 
+def _per_channel(values: Sequence[float], like: Tensor) -> Tensor:
+    """``values`` shaped to broadcast over the channel axis of ``like`` (..., C, H, W)."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
 def _normalise(pixels: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    shape = (-1, 1, 1)
-    mean_t = torch.tensor(mean, dtype=pixels.dtype, device=pixels.device).view(shape)
-    std_t = torch.tensor(std, dtype=pixels.dtype, device=pixels.device).view(shape)
-    return (pixels - mean_t) / std_t
+    return (pixels - _per_channel(mean, pixels)) / _per_channel(std, pixels)
+
+
+def denormalise(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """From the normalised space the networks see back to pixel space (values outside [0, 1]
+    are kept; clamp for display). The one inverse of the datasets' normalisation."""
+    return x * _per_channel(std, x) + _per_channel(mean, x)
 
 
 def _check_count(n: object, what: str, largest: int | None = None) -> int:
@@ -152,10 +160,7 @@ class ImageDataset:
     def denormalise(self, x: Tensor) -> Tensor:
         """From normalised space back to pixel space (values outside [0, 1] are kept)."""
         self._check_channels(x)
-        shape = (-1, 1, 1)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
-        return x * std + mean
+        return denormalise(x, self.mean, self.std)
 
     def _check_channels(self, x: Tensor) -> None:
         if x.dim() < 3 or x.shape[-3] != self.channels:

@@ -7,8 +7,6 @@ other network has a fixed architecture and rejects values other than the default
 
 from __future__ import annotations
 
-import contextlib
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ from gmlib.networks.convnet import ConvNet
 from gmlib.networks.deep import VGG11, ResNet18
 from gmlib.networks.sizes import ImageSize, _as_hw, _one_of, _positive_int
 from gmlib.networks.small import MLP, LeNet
+from gmlib.randomness import seeded
 
 NETWORK_NAMES: tuple[str, ...] = (
     "mlp",
@@ -126,21 +125,6 @@ def _reject_unused_keywords(name: str, given: dict[str, object]) -> None:
         raise ValueError(f"{name} does not take {keyword}={value!r}: {hint}")
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Run the block with the global RNG seeded by ``seed``, restoring its state afterwards."""
-    if seed is None:
-        yield
-        return
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an int or None, got {seed!r}")
-    # manual_seed also reseeds every CUDA generator, so fork (save and restore) all of them too.
-    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
 def get_network(
     name: str,
     channels: int,
@@ -194,7 +178,7 @@ def get_network(
         "resnet18": lambda: ResNet18(channels, num_classes, hw),
         "resnet18_bn": lambda: ResNet18(channels, num_classes, hw, norm="batchnorm"),
     }
-    with _seeded(seed):
+    with seeded(seed):
         net = builders[key]()
     net.input_shape = (channels, *hw)
     return net
