@@ -2,9 +2,9 @@
 
 Both versions run in the same process on the same inputs:
 
-* ``reference``: :mod:`gmlib.matching_reference` (the per-class loop written as plainly as
+* ``reference``: :mod:`gmlib.methods.dc_reference` (the per-class loop written as plainly as
   possible: whole real batches, one backward of the summed loss, plain inner-loop SGD);
-* ``gmlib``: :func:`gmlib.matching.distill` as a user calls it (on CPU: the loop engine with the
+* ``gmlib``: :func:`gmlib.methods.dc.distill` as a user calls it (on CPU: the loop engine with the
   real batches and the inner-loop batches in cache-sized chunks, one backward per class; on
   CUDA: the batched engine, vmap over classes).
 
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.matching import (
+from gmlib.methods.dc import (
     CPU_CHUNK_SIZE,
     MatchingConfig,
     distill,
@@ -57,11 +57,11 @@ from gmlib.matching import (
     real_gradient,
     resolve_engine,
 )
-from gmlib.inner_loop import train_inner
+from gmlib.methods.inner_loop import train_inner
 from gmlib.randomness import iteration_generator
-from gmlib.matching_reference import reference_outer_step, reference_train_network
+from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
-from gmlib.presets import dc_loops
+from gmlib.book.presets import dc_loops
 from gmlib.runinfo import cpu_model, library_versions, resolve_device
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stage("done")
 
     report = {
-        "benchmark": "gmlib.matching: seconds per DC outer iteration, gmlib vs the plain reference",
+        "benchmark": "gmlib.methods.dc: seconds per DC outer iteration, gmlib vs the plain reference",
         "command": " ".join(["python", "benchmarks/bench_matching.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware(device),

@@ -85,7 +85,7 @@ def execute(notebooks: list[Path], profile: str, force: bool) -> dict[str, dict]
 def build_info_page(profile: str, records: dict[str, dict]) -> str:
     """The 'About this build' page: profile, hardware, versions and chapter runtimes."""
     sys.path.insert(0, str(ROOT))
-    from gmlib.presets import get_profile
+    from gmlib.book.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions
     from gmlib.synthetic import git_commit
 

@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from gmlib.crossarch import configs_from_profile, cross_architecture_matrix
+from gmlib.studies.crossarch import configs_from_profile, cross_architecture_matrix
 from gmlib.data import load_dataset
-from gmlib.presets import PROFILE_NAMES, get_profile
-from gmlib.published import CROSS_ARCH_DC_PAPER, CROSS_ARCH_SEED002_TABLE4, CROSS_ARCH_SEED004_TABLE3, lookup
+from gmlib.book.presets import PROFILE_NAMES, get_profile
+from gmlib.book.published import CROSS_ARCH_DC_PAPER, CROSS_ARCH_SEED002_TABLE4, CROSS_ARCH_SEED004_TABLE3, lookup
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
 DEFAULT_NETWORKS = "mlp,convnet,lenet,alexnet"

@@ -3,7 +3,7 @@
 Distils MNIST at 1 image per class with seed 000's loop -- noise start, 25 iterations, each a fresh
 network and 10 image updates (lr 0.1, momentum 0.5) with NO network training in between (seed
 000's published code creates the network optimiser but never steps it) -- through
-``gmlib.matching.distill``, in four arms per network:
+``gmlib.methods.dc.distill``, in four arms per network:
 
 * ``syn``: DC's layer-wise distance 'ours', no term (seed 000's "Syn" row);
 * ``as_coded``: the squared L2 distance 'mse' alone. Seed 000's code switches to this distance when
@@ -41,10 +41,10 @@ import torch.nn.functional as F
 
 from gmlib.data import load_dataset
 from gmlib.evaluate import test_accuracy
-from gmlib.matching import MatchingConfig, distill
-from gmlib.run import DivergenceError
+from gmlib.methods.dc import MatchingConfig, distill
+from gmlib.run.loop import DivergenceError
 from gmlib.networks import get_network
-from gmlib.published import HESSIAN_SEED000
+from gmlib.book.published import HESSIAN_SEED000
 from gmlib.runinfo import describe_hardware, library_versions
 
 NETWORKS = ("convnet", "mlp", "lenet")

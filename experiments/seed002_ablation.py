@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from gmlib.data import load_dataset
-from gmlib.matching import MatchingConfig, distill
-from gmlib.presets import PROFILE_NAMES, get_profile
-from gmlib.published import ABLATION_SEED002_TABLE3, LEVELS_SEED002_TABLE1
+from gmlib.methods.dc import MatchingConfig, distill
+from gmlib.book.presets import PROFILE_NAMES, get_profile
+from gmlib.book.published import ABLATION_SEED002_TABLE3, LEVELS_SEED002_TABLE1
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
 VARIANTS = {

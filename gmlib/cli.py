@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gmlib.presets import PROFILE_NAMES
+from gmlib.book.presets import PROFILE_NAMES
 
 DEFAULT_PROFILE = "auto"
 
@@ -97,7 +97,7 @@ def _data(args: argparse.Namespace) -> int:
 
 def _matching_config(args: argparse.Namespace, profile: Any):
     """The profile's configuration with every explicit option applied on top."""
-    from gmlib.matching import MatchingConfig
+    from gmlib.methods.dc import MatchingConfig
 
     overrides: dict[str, Any] = {"method": args.method, "init": args.init, "network": args.network,
                                  "distance": args.distance, "engine": args.engine,
@@ -121,11 +121,11 @@ def _matching_config(args: argparse.Namespace, profile: Any):
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from gmlib.checkpoint import CheckpointError
+    from gmlib.run.checkpoint import CheckpointError
     from gmlib.data import DataError
-    from gmlib.matching import distill
-    from gmlib.run import DivergenceError, FolderInUseError, Terminated
-    from gmlib.presets import get_profile
+    from gmlib.methods.dc import distill
+    from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
+    from gmlib.book.presets import get_profile
     from gmlib.runinfo import resolve_device
     from gmlib.fileio import check_writable_folder
     from gmlib.synthetic import check_init, make_provenance, save_synthetic
@@ -186,8 +186,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.data import DataError, dataset_info
     from gmlib.evaluate import EvalConfig, evaluate_across_networks, protocol_variant
     from gmlib.fileio import check_writable_folder
-    from gmlib.matching import METHODS, evaluation_augment
-    from gmlib.presets import get_profile
+    from gmlib.methods.dc import METHODS, evaluation_augment
+    from gmlib.book.presets import get_profile
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
     from gmlib.synthetic import check_fits_dataset, load_synthetic
 
@@ -275,10 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
     from gmlib.eval_config import PROTOCOL_VARIANTS
-    from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
-    from gmlib.inner_loop import INNER_STEP_POLICIES
-    from gmlib.match_levels import MATCH_LEVELS
-    from gmlib.matching import ENGINES, METHODS
+    from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+    from gmlib.methods.inner_loop import INNER_STEP_POLICIES
+    from gmlib.methods.dc_variants import MATCH_LEVELS
+    from gmlib.methods.dc import ENGINES, METHODS
     from gmlib.networks import NETWORK_NAMES
     from gmlib.synthetic import INIT_NAMES
 

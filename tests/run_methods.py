@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes import brightness_classes  # noqa: E402
 
-from gmlib.bilevel import ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod  # noqa: E402
-from gmlib.gtn import GTNConfig, GTNMethod  # noqa: E402
-from gmlib.matching import DCMethod, MatchingConfig  # noqa: E402
-from gmlib.run import Method, Terminated, run  # noqa: E402
+from gmlib.methods.bilevel import ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod  # noqa: E402
+from gmlib.methods.gtn import GTNConfig, GTNMethod  # noqa: E402
+from gmlib.methods.dc import DCMethod, MatchingConfig  # noqa: E402
+from gmlib.run.loop import Method, Terminated, run  # noqa: E402
 
 METHOD_NAMES = ("dc", "dsa", "unroll", "implicit", "gtn")
 NET = {"width": 8, "depth": 2}

@@ -21,9 +21,9 @@ import gmlib.synthetic
 from gmlib.checks import WrongTypeError
 from gmlib.data import dataset_info
 from gmlib.evaluate import EvalConfig, evaluate_set
-from gmlib.matching import MatchingConfig
+from gmlib.methods.dc import MatchingConfig
 from gmlib.networks import get_network
-from gmlib.presets import get_profile
+from gmlib.book.presets import get_profile
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet, check_fits_dataset, class_ordered_labels, init_synthetic, save_synthetic
 from fakes import brightness_classes

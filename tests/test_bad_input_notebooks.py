@@ -1,4 +1,4 @@
-"""Bad chapter parameters fail early and clearly: the rules of gmlib.chapter_parameters, the check
+"""Bad chapter parameters fail early and clearly: the rules of gmlib.book.chapter_parameters, the check
 cell every chapter runs right after its parameters cell, and one papermill run end to end."""
 
 import ast
@@ -8,7 +8,7 @@ import jupytext
 import nbformat
 import pytest
 
-from gmlib.chapter_parameters import CHAPTER_DATASETS, PARAMETER_NAMES, check_chapter_parameters
+from gmlib.book.chapter_parameters import CHAPTER_DATASETS, PARAMETER_NAMES, check_chapter_parameters
 from gmlib.checks import WrongTypeError
 from gmlib.data import DATASET_NAMES
 

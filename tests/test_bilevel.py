@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from gmlib.bilevel import (ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod, batch_indices,
+from gmlib.methods.bilevel import (ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod, batch_indices,
                            distill_implicit, distill_unrolled, implicit_hypergradient, lr_from_raw,
                            neumann_inverse_hvp, raw_from_lr, unrolled_training)
-from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gmlib.data import ImageDataset
 from gmlib.randomness import draw_seed, iteration_generator
-from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, RunResult, run
-from gmlib.toy_bilevel import (exact_hypergradient, implicit_toy_hypergradient, inner_trajectory, make_ridge_toy,
+from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, RunResult, run
+from gmlib.methods.toy_bilevel import (exact_hypergradient, implicit_toy_hypergradient, inner_trajectory, make_ridge_toy,
                                outer_landscape, outer_loss, ridge_solution, unrolled_hypergradient)
 
 F64 = torch.float64
@@ -38,7 +38,7 @@ def _safe_lr(toy) -> float:
 
 def test_ridge_solution_is_the_stationary_point(toy):
     theta = ridge_solution(toy, toy.synthetic_x).requires_grad_(True)
-    from gmlib.toy_bilevel import inner_loss
+    from gmlib.methods.toy_bilevel import inner_loss
 
     (g,) = torch.autograd.grad(inner_loss(toy, theta, toy.synthetic_x), theta)
     assert g.abs().max() < 1e-12
@@ -312,7 +312,7 @@ def test_a_non_finite_outer_loss_stops_before_the_update(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Resuming through out_dir (gmlib.run checkpoints)
+# Resuming through out_dir (gmlib.run.loop checkpoints)
 # ---------------------------------------------------------------------------------------------
 
 SMALL_CONVNET = {"network": "convnet", "network_kwargs": {"width": 8, "depth": 2}, "batch_real": 8, "iterations": 5}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gmlib.coreset import herding_coreset, herding_order
+from gmlib.methods.coreset import herding_coreset, herding_order
 
 
 def test_herding_order_by_hand():

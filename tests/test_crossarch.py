@@ -1,4 +1,4 @@
-"""gmlib.crossarch: matrix layout, seeded determinism, resuming finished cells, the NAS proxy's
+"""gmlib.studies.crossarch: matrix layout, seeded determinism, resuming finished cells, the NAS proxy's
 rank correlations against hand values, and error messages.
 
 Everything runs on a tiny fake dataset (3 classes of 1x8x8 images) with narrow ConvNets and the
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import gmlib.crossarch as crossarch
-from gmlib.checkpoint import CheckpointError
-from gmlib.crossarch import (
+import gmlib.studies.crossarch as crossarch
+from gmlib.run.checkpoint import CheckpointError
+from gmlib.studies.crossarch import (
     check_network_names,
     configs_from_profile,
     cross_architecture_matrix,
@@ -23,8 +23,8 @@ from gmlib.crossarch import (
 )
 from gmlib.data import ImageDataset
 from gmlib.evaluate import EvalConfig
-from gmlib.matching import MatchingConfig
-from gmlib.nas_proxy import Candidate, nas_proxy, rank_correlation
+from gmlib.methods.dc import MatchingConfig
+from gmlib.studies.nas_proxy import Candidate, nas_proxy, rank_correlation
 
 from fakes import brightness_classes
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from gmlib.data import ImageDataset
-from gmlib.matching import MatchingConfig, distill
+from gmlib.methods.dc import MatchingConfig, distill
 from gmlib.networks import NETWORK_NAMES, network_info
 from gmlib.synthetic import init_synthetic
 

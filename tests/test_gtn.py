@@ -1,5 +1,5 @@
-"""Generative teaching networks (gmlib.gtn): shapes, parameter counts, gradients, determinism,
-resuming through gmlib.run, errors."""
+"""Generative teaching networks (gmlib.methods.gtn): shapes, parameter counts, gradients, determinism,
+resuming through gmlib.run.loop, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.gtn import (
+from gmlib.methods.gtn import (
     GenerativeTeacher,
     Generator,
     GTNConfig,
@@ -22,7 +22,7 @@ from gmlib.gtn import (
     train_gtn,
 )
 from gmlib.networks import get_network
-from gmlib.run import DivergenceError, RunResult, run
+from gmlib.run.loop import DivergenceError, RunResult, run
 
 CLASSES, SIZE = 3, 8
 NET = {"width": 8, "depth": 2}
@@ -151,7 +151,7 @@ def test_gm_teacher_gradient_matches_finite_differences(per_class) -> None:
 
 
 def test_ift_teacher_gradient_is_the_library_hypergradient_and_reaches_latents() -> None:
-    from gmlib.bilevel import implicit_hypergradient
+    from gmlib.methods.bilevel import implicit_hypergradient
 
     teacher = GenerativeTeacher(Generator(3, CLASSES, 1, 4, 4, seed=0), "learned_input", ipc=2, seed=1).double()
     net = get_network("mlp", 1, CLASSES, 4, seed=0).double()
@@ -211,7 +211,7 @@ def test_a_diverging_teacher_raises_a_divergence_error(dataset) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Resuming through an output folder (gmlib.run)
+# Resuming through an output folder (gmlib.run.loop)
 # ------------------------------------------------------------------------------------------
 
 
@@ -259,7 +259,7 @@ def test_extending_a_finished_run_equals_a_longer_run(dataset, tmp_path, objecti
 
 
 def test_a_checkpoint_of_another_gtn_run_is_refused(dataset, tmp_path) -> None:
-    from gmlib.checkpoint import CheckpointError
+    from gmlib.run.checkpoint import CheckpointError
 
     train_gtn(dataset, tiny(iterations=1), seed=0, device="cpu", progress=False, out_dir=tmp_path)
     with pytest.raises(CheckpointError, match="k=8 there, 16 here"):

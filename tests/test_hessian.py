@@ -1,4 +1,4 @@
-"""gmlib.hessian: Hessian-vector products and curvature terms against explicitly formed matrices,
+"""gmlib.methods.hessian: Hessian-vector products and curvature terms against explicitly formed matrices,
 and the image gradient of the whole matching objective against finite differences."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gmlib.distances import get_distance
-from gmlib.hessian import (
+from gmlib.methods.hessian import (
     HESSIAN_KINDS,
     HESSIAN_LOSSES,
     check_hessian_loss,

@@ -1,4 +1,4 @@
-"""Where to match (gmlib.inner_loop and the inner_steps policies of gmlib.matching): seed 002's
+"""Where to match (gmlib.methods.inner_loop and the inner_steps policies of gmlib.methods.dc): seed 002's
 schedule zeta(t), the overfit-aware stop, and the counts of network updates in the History."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gmlib.data import ImageDataset
-from gmlib.inner_loop import (
+from gmlib.methods.inner_loop import (
     INNER_STEP_POLICIES,
     custom_schedule,
     inner_epochs,
@@ -18,7 +18,7 @@ from gmlib.inner_loop import (
     train_inner_until_overfit,
     validation_loss,
 )
-from gmlib.matching import MatchingConfig, distill
+from gmlib.methods.dc import MatchingConfig, distill
 from gmlib.networks import get_network
 
 from fakes import brightness_classes

@@ -1,4 +1,4 @@
-"""gmlib.matching: the DC/DSA loop against the plain reference, determinism, resume, errors.
+"""gmlib.methods.dc: the DC/DSA loop against the plain reference, determinism, resume, errors.
 
 Everything runs on a tiny fake dataset (3 classes of 1x8x8 images) with a ConvNet of width 8,
 so the whole file stays well under a minute on 2 CPU cores.
@@ -14,22 +14,22 @@ import re
 import pytest
 import torch
 
-import gmlib.matching as matching
+import gmlib.methods.dc as matching
 from gmlib.augment import sample_dsa
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
-from gmlib.matching import (
+from gmlib.methods.dc import (
     MatchingConfig,
     distill,
     freeze_batchnorm_on_real,
     matching_loss_backward,
 )
-from gmlib.history import History
-from gmlib.inner_loop import train_inner
-from gmlib.matching_reference import reference_outer_step, reference_train_network
+from gmlib.run.history import History
+from gmlib.methods.inner_loop import train_inner
+from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
-from gmlib.presets import get_profile
+from gmlib.book.presets import get_profile
 
 from fakes import brightness_classes
 
@@ -264,10 +264,13 @@ def test_the_docstring_map_of_algorithm_1_is_true() -> None:
     rows = algorithm_map()
     assert len(rows) == 12 and rows[0][0] == "initialise the synthetic set S"
     for line, function, names in rows:
-        owner = importlib.import_module(function.rsplit(".", 1)[0]) if function.startswith("gmlib.") else matching
-        target = owner
-        for part in function.split(".")[2 if function.startswith("gmlib.") else 0:]:
-            target = getattr(target, part)
+        if function.startswith("gmlib."):  # a module path, then the function
+            module_name, attribute = function.rsplit(".", 1)
+            target = getattr(importlib.import_module(module_name), attribute)
+        else:  # a name, or Class.method, in the DC module
+            target = matching
+            for part in function.split("."):
+                target = getattr(target, part)
         source = inspect.getsource(target)
         for name in names:
             assert name in source, f"{line!r}: {function} does not use {name}"

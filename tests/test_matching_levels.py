@@ -1,4 +1,4 @@
-"""What to match (gmlib.match_levels and its options in gmlib.matching): inter-class and multi-level
+"""What to match (gmlib.methods.dc_variants and its options in gmlib.methods.dc): inter-class and multi-level
 gradients, per-class vs one mixed batch, the curvature term, the seed 002 distances, errors.
 
 Tiny data (3 classes of 1x8x8 images) and a ConvNet of width 8 keep the file fast.
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.hessian import curvature_term
-from gmlib.match_levels import (
+from gmlib.methods.hessian import curvature_term
+from gmlib.methods.dc_variants import (
     MATCH_LEVELS,
     CurvatureSpec,
     level_of_iteration,
@@ -21,7 +21,7 @@ from gmlib.match_levels import (
     mixed_step_backward,
     union_gradient,
 )
-from gmlib.matching import MatchingConfig, distill, matching_step_backward, resolve_engine
+from gmlib.methods.dc import MatchingConfig, distill, matching_step_backward, resolve_engine
 from gmlib.networks import get_network
 
 from fakes import brightness_classes
@@ -178,7 +178,7 @@ def test_not_per_class_run_uses_batch_real_times_classes_real_images(dataset, mo
 
 
 # ------------------------------------------------------------------------------------------
-# The curvature term (gmlib.hessian)
+# The curvature term (gmlib.methods.hessian)
 # ------------------------------------------------------------------------------------------
 
 

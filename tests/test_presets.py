@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gmlib.presets import PROFILE_NAMES, DCSettings, dc_loops, get_profile, resolve_profile_name
+from gmlib.book.presets import PROFILE_NAMES, DCSettings, dc_loops, get_profile, resolve_profile_name
 
 
 def test_auto_follows_cuda():

@@ -1,4 +1,4 @@
-"""gmlib.run: the loop every method runs on. Resume after any stop, extend, evaluations, the
+"""gmlib.run.loop: the loop every method runs on. Resume after any stop, extend, evaluations, the
 divergence guard, the folder lock, failing before the work; checked for every method."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import gmlib.matching as matching
-from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+import gmlib.methods.dc as matching
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.distances import get_distance
-from gmlib.history import Evaluation, History
+from gmlib.run.history import Evaluation, History
 from gmlib.randomness import global_rng_from, iteration_generator
-from gmlib.run import CHECKPOINT_FORMAT, DivergenceError, FolderInUseError, folder_lock, run
+from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, FolderInUseError, folder_lock, run
 
 from run_methods import METHOD_NAMES, tiny_method
 
@@ -151,7 +151,7 @@ def test_ctrl_c_inside_an_iteration_keeps_the_last_completed_one(tmp_path, monke
 
 def test_checkpoints_are_written_by_time_as_well_as_by_count(tmp_path, monkeypatch) -> None:
     writes = []
-    monkeypatch.setattr("gmlib.run.save_checkpoint", lambda path, state: writes.append(state["completed"]))
+    monkeypatch.setattr("gmlib.run.loop.save_checkpoint", lambda path, state: writes.append(state["completed"]))
     run(tiny_method("dc", 3), out_dir=tmp_path, progress=False, checkpoint_seconds=1e-9)
     assert writes == [1, 2, 3, 3]  # after every iteration (the interval has always passed), then at the end
     writes.clear()

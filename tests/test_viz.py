@@ -1,10 +1,10 @@
-"""gmlib.viz: tables that render as tables."""
+"""gmlib.book.viz: tables that render as tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from gmlib.viz import markdown_table
+from gmlib.book.viz import markdown_table
 
 
 def test_markdown_table_escapes_bars_so_a_cell_stays_one_cell() -> None:

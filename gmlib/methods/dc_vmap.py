@@ -1,6 +1,6 @@
 """The 'batched' engine of the matching step: per-class gradients for all classes at once with
 ``torch.func.vmap``, which keeps a GPU busy (on CPU the class loop is faster; see
-:func:`gmlib.matching.resolve_engine`). Same losses as the loop engine up to rounding."""
+:func:`gmlib.methods.dc.resolve_engine`). Same losses as the loop engine up to rounding."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ D'yakonov (seed 003, section VII) train it without backpropagating through a stu
 * **IFT** -- implicit differentiation (their Figs. 3-4): train a fresh student on the generated
   images for a few steps, take its loss on a real batch, and get the hypergradient with respect
   to the generator by the implicit function theorem with a truncated Neumann series
-  (:func:`gmlib.bilevel.implicit_hypergradient`).
+  (:func:`gmlib.methods.bilevel.implicit_hypergradient`).
 
-The generator, its two input modes and the teacher that holds both are :mod:`gmlib.gtn_generator`.
+The generator, its two input modes and the teacher that holds both are :mod:`gmlib.methods.gtn_generator`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from torch import Tensor, nn
 
 from gmlib.checks import check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
-from gmlib.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
-from gmlib.inner_loop import train_inner
-from gmlib.match_levels import mixed_step_backward
-from gmlib.matching import freeze_batchnorm_on_real, matching_loss_backward
+from gmlib.methods.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
+from gmlib.methods.inner_loop import train_inner
+from gmlib.methods.dc_variants import mixed_step_backward
+from gmlib.methods.dc import freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.networks import has_batchnorm, network_info
 from gmlib.randomness import draw_seed
-from gmlib.run import Method, RunResult, Step, check_finite, fresh_network, run
+from gmlib.run.loop import Method, RunResult, Step, check_finite, fresh_network, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet
 
@@ -65,7 +65,7 @@ class GTNConfig:
       classes at once (Table II's "not per class" rows).
     * IFT: the student trains ``inner_steps`` steps on the generated set, then ONE teacher update
       with the implicit hypergradient (``neumann_terms`` terms of scale ``neumann_alpha``).
-    * Student training is :func:`gmlib.matching.train_inner` (plain SGD ``lr_net``; one epoch of
+    * Student training is :func:`gmlib.methods.dc.train_inner` (plain SGD ``lr_net``; one epoch of
       batches of ``batch_train`` = one full-batch step when the set has at most that many images).
     * ``batch_real``: real images per class per step (GM: each class's batch; IFT: the outer loss
       takes that many images of every class).
@@ -143,7 +143,7 @@ def gm_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_batches
 
     The generated images are not a leaf, and their graph through the generator must be walked
     only once. So: generate all classes' images once, cut them off as a leaf ``S``, let
-    :func:`gmlib.matching.matching_loss_backward` accumulate grad_S sum_c D_c class by class
+    :func:`gmlib.methods.dc.matching_loss_backward` accumulate grad_S sum_c D_c class by class
     (freeing each class's double-backward graph at once), then push grad_S back through the
     generator in ONE backward pass -- the chain rule grad_lambda = (dS/dlambda)^T grad_S.
     """
@@ -170,7 +170,7 @@ def ift_teacher_backward(teacher: GenerativeTeacher, net: nn.Module, real_images
     ``noise_generator`` must reproduce the inputs the student was trained on (random input):
     the hypergradient is taken at the images that determined theta*.
     """
-    from gmlib.bilevel import implicit_hypergradient  # the IFT machinery (chapter on bi-level distillation)
+    from gmlib.methods.bilevel import implicit_hypergradient  # the IFT machinery (chapter on bi-level distillation)
 
     params = [p for p in net.parameters() if p.requires_grad]
     hyper = [p for p in teacher.parameters() if p.requires_grad]
@@ -264,7 +264,7 @@ def generated_set(teacher: GenerativeTeacher, dataset: Any, seed: int = 0) -> Sy
 
 
 class GTNMethod(Method):
-    """A generative teacher (its generator, latents and Adam) as :func:`gmlib.run.run` drives it."""
+    """A generative teacher (its generator, latents and Adam) as :func:`gmlib.run.loop.run` drives it."""
 
     name = "gtn"
     divergence_hint = "lr_teacher"
@@ -313,7 +313,7 @@ def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, devi
     """Train a generative teacher on ``dataset`` (a :class:`gmlib.data.ImageDataset`) by GM or IFT.
 
     Determined by ``(config, seed)``: iteration ``it`` draws the student, the real batches, the
-    random inputs and the inner-loop order from its generator (:func:`gmlib.run.run`, which also
+    random inputs and the inner-loop order from its generator (:func:`gmlib.run.loop.run`, which also
     resumes from ``out_dir`` and measures the peak memory). The teacher is ``result.method.teacher``.
     """
     if not isinstance(config, GTNConfig):

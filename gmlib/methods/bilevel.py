@@ -18,7 +18,7 @@ Two ways to get ``dL_T/dS``:
 
 This module holds the two generic hypergradient tools and the neural-network distillation loops
 (:func:`distill_unrolled`, :func:`distill_implicit`); the 2-D ridge-regression toy with an exact
-answer lives in :mod:`gmlib.toy_bilevel`.
+answer lives in :mod:`gmlib.methods.toy_bilevel`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from gmlib.checks import check_int, check_positive, is_int
-from gmlib.hessian import hvp
+from gmlib.methods.hessian import hvp
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.randomness import draw_seed, iteration_generator
-from gmlib.run import Method, RunResult, Step, check_finite, run
+from gmlib.run.loop import Method, RunResult, Step, check_finite, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
 
@@ -132,7 +132,7 @@ class _DistillConfig:
     network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = (("width", 32),)
     # Stop early once this many seconds have passed (seed 003 gives every method ~15 minutes);
     # None runs all ``iterations``. A time limit makes the number of steps depend on the machine,
-    # so it is a setting of the run, not of its identity (gmlib.run.RUN_CONTROL_FIELDS).
+    # so it is a setting of the run, not of its identity (gmlib.run.loop.RUN_CONTROL_FIELDS).
     time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -407,7 +407,7 @@ def _distill(method_class, config_class, dataset, config, seed, device, out_dir,
 def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int = 0, device: str | torch.device = "auto",
                      progress: bool = False, out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set (and per-step learning rates) by backpropagating through training
-    (:class:`UnrollMethod` on :func:`gmlib.run.run`: resumable from ``out_dir``)."""
+    (:class:`UnrollMethod` on :func:`gmlib.run.loop.run`: resumable from ``out_dir``)."""
     return _distill(UnrollMethod, UnrollConfig, dataset, config, seed, device, out_dir, resume, progress)
 
 
@@ -415,5 +415,5 @@ def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: i
                      device: str | torch.device = "auto", progress: bool = False,
                      out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set with the implicit-function hypergradient (:class:`ImplicitMethod` on
-    :func:`gmlib.run.run`: resumable from ``out_dir``). Memory does not depend on ``inner_steps``."""
+    :func:`gmlib.run.loop.run`: resumable from ``out_dir``). Memory does not depend on ``inner_steps``."""
     return _distill(ImplicitMethod, ImplicitConfig, dataset, config, seed, device, out_dir, resume, progress)

@@ -4,7 +4,7 @@ DC's Algorithm 1, line by line, and where each line is (function: the names it u
 tests/test_matching.py checks this map against the code)::
 
     initialise the synthetic set S                         DCMethod.__init__: init_synthetic
-    for k = 0 .. K-1:                                      gmlib.run._run_in: method.iteration
+    for k = 0 .. K-1:                                      gmlib.run.loop._run_in: method.iteration
         theta_0 <- a freshly initialised network           dc_iteration: fresh_network
         for t = 0 .. T-1:                                  dc_iteration: outer_loop
             (BatchNorm nets) real statistics, frozen       dc_iteration: freeze_batchnorm_on_real
@@ -22,13 +22,13 @@ with its own draw.
 
 The variants of the matching step are chosen once per run (:func:`choose_variant`), never as
 flags inside the class loop: the inter-class and multi-level objectives and the curvature term,
-which keep several classes' graphs until one backward (:func:`gmlib.match_levels.loop_step_backward`);
-not-per-class matching against one mixed batch (:func:`gmlib.match_levels.mixed_step_backward`);
-and the vmap engine that computes all classes at once on a GPU (:mod:`gmlib.batched_engine`).
-Where to match (the inner training) is :mod:`gmlib.inner_loop`'s policy, also chosen once.
+which keep several classes' graphs until one backward (:func:`gmlib.methods.dc_variants.loop_step_backward`);
+not-per-class matching against one mixed batch (:func:`gmlib.methods.dc_variants.mixed_step_backward`);
+and the vmap engine that computes all classes at once on a GPU (:mod:`gmlib.methods.dc_vmap`).
+Where to match (the inner training) is :mod:`gmlib.methods.inner_loop`'s policy, also chosen once.
 
 The loop around the iteration (randomness, checkpoints, resume, evaluations, the History) is
-:mod:`gmlib.run`, shared with every other method. :mod:`gmlib.matching_reference` writes one
+:mod:`gmlib.run.loop`, shared with every other method. :mod:`gmlib.methods.dc_reference` writes one
 outer step as plainly as possible; the tests check that this module computes the same numbers.
 """
 
@@ -44,13 +44,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
-from gmlib.batched_engine import MAX_BATCHED_IMAGES, batched_losses
+from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.checks import check_one_of, is_int
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
-from gmlib.history import History
-from gmlib.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
-from gmlib.match_levels import (
+from gmlib.run.history import History
+from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
+from gmlib.methods.dc_variants import (
     CurvatureSpec,
     StepLosses,
     level_of_iteration,
@@ -58,9 +58,9 @@ from gmlib.match_levels import (
     mixed_step_backward,
     real_gradient,
 )
-from gmlib.matching_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
+from gmlib.methods.dc_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.run import Method, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
+from gmlib.run.loop import Method, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
@@ -256,7 +256,7 @@ def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -
 
 
 class DCMethod(Method):
-    """DC or DSA (``config.method``) as :func:`gmlib.run.run` drives it: the synthetic set, its
+    """DC or DSA (``config.method``) as :func:`gmlib.run.loop.run` drives it: the synthetic set, its
     momentum-SGD optimiser, and everything every iteration shares."""
 
     divergence_hint = "lr_img, or another distance"
@@ -329,12 +329,12 @@ def distill(
 
     ``dataset`` is a :class:`gmlib.data.ImageDataset` (moved to ``device`` once if needed). The
     run is determined by ``(config, seed)``: the same call gives the same images. ``out_dir``,
-    ``resume``, ``stop_at`` and ``checkpoint_seconds`` are :func:`gmlib.run.run`'s: checkpoints
+    ``resume``, ``stop_at`` and ``checkpoint_seconds`` are :func:`gmlib.run.loop.run`'s: checkpoints
     every minute and every ``config.checkpoint_every`` iterations, resume and extend bit-identically.
     ``config.eval_at`` evaluates the set under ``config.eval_config`` (None = the protocol's
     defaults for the distillation network) with ``config.eval_models`` models.
     """
-    from gmlib.run import CHECKPOINT_SECONDS
+    from gmlib.run.loop import CHECKPOINT_SECONDS
 
     if not isinstance(config, MatchingConfig):
         raise ValueError(f"config must be a MatchingConfig, got {type(config).__name__}")
@@ -376,7 +376,7 @@ def matching_step_backward(
     curvature: CurvatureSpec | None = None,
 ) -> StepLosses:
     """One per-class matching step: accumulates grad_S of the objective into ``syn_images.grad``
-    and returns its detached terms (:class:`gmlib.match_levels.StepLosses`).
+    and returns its detached terms (:class:`gmlib.methods.dc_variants.StepLosses`).
 
     ``syn_images``: the class-ordered leaf tensor (classes * ipc, C, H, W); ``real_batches``:
     (classes, B, C, H, W); ``augmentations[c]`` (DSA) is applied to both sides of class ``c``;

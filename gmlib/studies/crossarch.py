@@ -4,9 +4,9 @@
   Table 4, seed 004 Tables 2-3). Row ``s`` distils a synthetic set with network ``s`` (the
   *source*); column ``t`` trains fresh networks ``t`` (the *target*) on that set and tests them.
   Each cell is the mean +- std over the evaluation models. (The NAS proxy, the other
-  use of one distilled set on many networks, is :mod:`gmlib.nas_proxy`.)
+  use of one distilled set on many networks, is :mod:`gmlib.studies.nas_proxy`.)
 
-Nothing here trains or distils by itself: distillation is :func:`gmlib.matching.distill`, the
+Nothing here trains or distils by itself: distillation is :func:`gmlib.methods.dc.distill`, the
 evaluation protocol :func:`gmlib.evaluate.evaluate_across_networks` and
 :func:`gmlib.evaluate.train_on_whole_set`. This module only decides which runs make up the
 experiment, in a fixed order and with fixed seeds, and keeps finished cells on disk so that a long
@@ -30,12 +30,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from gmlib.checkpoint import CheckpointError
+from gmlib.run.checkpoint import CheckpointError
 from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.evaluate import EvalConfig, evaluate_across_networks
-from gmlib.matching import MatchingConfig, distill, evaluation_augment
+from gmlib.methods.dc import MatchingConfig, distill, evaluation_augment
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
-from gmlib.presets import Profile, get_profile
+from gmlib.book.presets import Profile, get_profile
 from gmlib.progress import progress_bar
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
@@ -45,7 +45,7 @@ REFERENCE_LR_IMG: dict[str, float] = {"mlp": 0.01}
 # The networks of DC's cross-architecture table, in its order.
 DC_CROSS_ARCH_NETWORKS: tuple[str, ...] = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
 _CELLS_FILE = "cells.json"
-_CELLS_FORMAT = "gmlib.crossarch.cells"
+_CELLS_FORMAT = "gmlib.crossarch.cells"  # a file format name: kept when the module moved
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,12 +176,12 @@ def configs_from_profile(profile: str | Profile, dataset_name: str, *, ipc: int 
 
     Distillation: the profile's iterations, batch_real and ConvNet width; evaluation: its epochs,
     test subset, ConvNet width and models, with the augmentation the papers used for the dataset
-    (:func:`gmlib.matching.evaluation_augment`: DC's MNIST augmentation on MNIST).
+    (:func:`gmlib.methods.dc.evaluation_augment`: DC's MNIST augmentation on MNIST).
     """
     if isinstance(profile, str):
         profile = get_profile(profile)
     if not isinstance(profile, Profile):
-        raise ValueError(f"profile must be a profile name or a gmlib.presets.Profile, got {profile!r}")
+        raise ValueError(f"profile must be a profile name or a gmlib.book.presets.Profile, got {profile!r}")
     matching = MatchingConfig.from_profile(profile, ipc=ipc, dataset=dataset_name, method=method)
     evaluation = EvalConfig(
         network_kwargs={"width": profile.eval_width}, epochs=profile.eval_epochs, test_size=profile.eval_test_size,
@@ -306,7 +306,7 @@ def cross_architecture_matrix(
 
     ``checkpoint_dir``: finished distillations and cells are kept there; with ``resume`` a second
     call skips them (and may add rows or columns); settings that differ from the stored ones raise
-    :class:`gmlib.checkpoint.CheckpointError`. ``resume=False`` discards what is there.
+    :class:`gmlib.run.checkpoint.CheckpointError`. ``resume=False`` discards what is there.
     """
     sources = check_network_names("sources", sources)
     targets = check_network_names("targets", targets)
@@ -321,7 +321,7 @@ def cross_architecture_matrix(
     else:
         base = MatchingConfig() if matching_config is None else matching_config
         if not isinstance(base, MatchingConfig):
-            raise ValueError(f"matching_config must be a gmlib.matching.MatchingConfig, got {type(base).__name__}")
+            raise ValueError(f"matching_config must be a gmlib.methods.dc.MatchingConfig, got {type(base).__name__}")
         if eval_config is None:
             eval_config = base.eval_config if base.eval_config is not None else EvalConfig()
         num_models = base.eval_models if num_models is None else num_models

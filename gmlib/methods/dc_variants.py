@@ -33,7 +33,7 @@ a plain training batch. (Had we drawn exactly batch_real images per class, this 
 the inter-class gradient above, and not-per-class matching would be the 'inter' level with
 lambda = 1: the only difference between the two is how the real batch is drawn.)
 
-The optional curvature term (seed 000, section 3.3; :mod:`gmlib.hessian`) adds, per class,
+The optional curvature term (seed 000, section 3.3; :mod:`gmlib.methods.hessian`) adds, per class,
 ``hessian_weight * v^T C v`` with v = g_real - g_syn, C the Hessian (or its absolute value, or the
 Gauss-Newton matrix) of the synthetic or the real loss.
 """
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gmlib.hessian import curvature_term
+from gmlib.methods.hessian import curvature_term
 
 MATCH_LEVELS = ("intra", "inter", "multi", "interleaved")
 
@@ -71,7 +71,7 @@ def union_gradient(per_class: Sequence[Sequence[Tensor]]) -> list[Tensor]:
 
 @dataclass(frozen=True)
 class CurvatureSpec:
-    """The curvature term of the objective (:mod:`gmlib.hessian`): weight, whose loss, which matrix."""
+    """The curvature term of the objective (:mod:`gmlib.methods.hessian`): weight, whose loss, which matrix."""
 
     weight: float
     loss: str = "synthetic"

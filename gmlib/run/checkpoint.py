@@ -5,7 +5,7 @@ dicts), so :func:`load_checkpoint` reads it with ``weights_only=True`` and never
 file. Writing goes to a temporary file beside the target and then ``os.replace``: a crash or a
 Ctrl-C in the middle of a write leaves the previous checkpoint intact, never half a file.
 
-The matching loop (:mod:`gmlib.matching`) decides what goes into its checkpoints; this module only
+The matching loop (:mod:`gmlib.methods.dc`) decides what goes into its checkpoints; this module only
 knows how to keep a dict safely on disk.
 """
 

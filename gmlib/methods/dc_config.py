@@ -1,6 +1,6 @@
 """The hyperparameters of the gradient-matching loop (:class:`MatchingConfig`), validated once.
 
-Kept apart from :mod:`gmlib.matching` so that the loop reads next to the algorithm box while every
+Kept apart from :mod:`gmlib.methods.dc` so that the loop reads next to the algorithm box while every
 knob, its default (DC's reference value) and its allowed values are listed in one place.
 """
 
@@ -15,11 +15,11 @@ from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one
 from gmlib.augment import dsa_strategy_for, parse_dsa_strategy
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
-from gmlib.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
-from gmlib.inner_loop import INNER_STEP_POLICIES, custom_schedule
-from gmlib.match_levels import MATCH_LEVELS
+from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
+from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
+from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.networks import check_network_kwargs, filter_network_kwargs
-from gmlib.presets import DCSettings, dc_loops
+from gmlib.book.presets import DCSettings, dc_loops
 from gmlib.synthetic import INIT_NAMES
 
 METHODS = ("dc", "dsa")
@@ -38,7 +38,7 @@ LR_IMG_WARN_FACTOR = 10
 class MatchingConfig:
     """Hyperparameters of DC/DSA. The defaults are DC's reference settings.
 
-    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`gmlib.presets.dc_loops`):
+    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`gmlib.book.presets.dc_loops`):
     ``outer_loop`` image updates per iteration, ``inner_loop`` epochs of network training on the
     synthetic set between them. ``dsa_strategy`` None = the dataset's DSA strategy (method 'dsa'
     only). ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
@@ -52,7 +52,7 @@ class MatchingConfig:
     :data:`LR_IMG_WARN_FACTOR` times DC's 0.1, because it is a legitimate experiment but its images
     saturate towards two values while the matching loss can still fall, which looks like success.
 
-    Seed 002/003 options (:mod:`gmlib.match_levels`, :mod:`gmlib.inner_loop`): ``match_level``
+    Seed 002/003 options (:mod:`gmlib.methods.dc_variants`, :mod:`gmlib.methods.inner_loop`): ``match_level``
     (:data:`MATCH_LEVELS`) with ``level_weight`` lambda (None = number of classes);
     ``per_class`` False matches one mixed real batch of batch_real * classes images against the
     whole synthetic set; ``inner_steps`` (:data:`INNER_STEP_POLICIES`) with ``inner_schedule``
@@ -185,7 +185,7 @@ class MatchingConfig:
 
     @classmethod
     def from_profile(cls, profile: Any, *, ipc: int, dataset: str | None = None, **overrides: Any) -> "MatchingConfig":
-        """The configuration a compute profile (:func:`gmlib.presets.get_profile`) affords.
+        """The configuration a compute profile (:func:`gmlib.book.presets.get_profile`) affords.
 
         The profile sets iterations, batch_real, the ConvNet width and the evaluation budget
         (models, epochs, test images, width); ``dataset`` (a name) picks the evaluation

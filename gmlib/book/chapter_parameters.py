@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gmlib.bilevel import INIT_MODES
+from gmlib.methods.bilevel import INIT_MODES
 from gmlib.checks import WrongTypeError, check_int, check_nonnegative, check_one_of
-from gmlib.gtn_generator import MIN_K
-from gmlib.hessian import HESSIAN_LOSSES
+from gmlib.methods.gtn_generator import MIN_K
+from gmlib.methods.hessian import HESSIAN_LOSSES
 from gmlib.networks import NETWORK_NAMES
-from gmlib.presets import PROFILE_NAMES
+from gmlib.book.presets import PROFILE_NAMES
 
 __all__ = ["CHAPTER_DATASETS", "PARAMETER_NAMES", "check_chapter_parameters"]
 
@@ -115,6 +115,6 @@ def check_chapter_parameters(**values: Any) -> None:
     missing = [name for name in values if name not in _RULES]
     if missing:
         raise ValueError(f"no rule for chapter parameter(s) {', '.join(map(repr, missing))}: add one to "
-                         f"gmlib.chapter_parameters._RULES (rules exist for {', '.join(PARAMETER_NAMES)})")
+                         f"gmlib.book.chapter_parameters._RULES (rules exist for {', '.join(PARAMETER_NAMES)})")
     for name, value in values.items():
         _RULES[name](name, value)

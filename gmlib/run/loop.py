@@ -9,7 +9,7 @@ same way for all of them:
   for that iteration and restored afterwards (:mod:`gmlib.randomness`). A run is therefore
   reproducible on any device, and a checkpoint needs only the method's state and the number of
   completed iterations;
-* **the record**: a :class:`gmlib.history.History` (losses, seconds, the method's extra series,
+* **the record**: a :class:`gmlib.run.history.History` (losses, seconds, the method's extra series,
   evaluations, peak memory, provenance), a progress bar, evaluations at chosen iterations;
 * **the divergence guard**: a method calls :func:`check_finite` on its loss before each update;
   the state is checked after every iteration, so no checkpoint ever holds non-finite values;
@@ -39,10 +39,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from gmlib.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.checks import check_int, check_positive
 from gmlib.fileio import check_writable_folder, json_ready
-from gmlib.history import Evaluation, History
+from gmlib.run.history import Evaluation, History
 from gmlib.memory import track_peak_memory
 from gmlib.networks import get_network
 from gmlib.progress import progress_bar
@@ -314,7 +314,7 @@ def run(
 
     ``out_dir``: the run's folder (checked writable and locked before any work; the checkpoint
     is ``out_dir/checkpoint.pt``); with ``resume`` an existing checkpoint of the same run is
-    continued (one of another run is refused with a :class:`gmlib.checkpoint.CheckpointError`).
+    continued (one of another run is refused with a :class:`gmlib.run.checkpoint.CheckpointError`).
     ``stop_at``: end this call after that many completed iterations (a time slice);
     ``time_limit_s``: end it once the run has distilled that long (the last iteration finishes).
     ``eval_at``: completed-iteration counts after which ``evaluator`` tests the set (0 = the

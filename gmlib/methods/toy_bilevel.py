@@ -13,7 +13,7 @@ solve, and the two approximations of the book can be measured against it:
 
 - :func:`unrolled_hypergradient`: backpropagate through ``N`` steps of gradient descent on ``L_S``;
 - :func:`implicit_toy_hypergradient`: the implicit-function hypergradient with a ``K``-term
-  Neumann series (:func:`gmlib.bilevel.implicit_hypergradient`).
+  Neumann series (:func:`gmlib.methods.bilevel.implicit_hypergradient`).
 
 Everything is float64 so that differences of 1e-10 mean something.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gmlib.bilevel import implicit_hypergradient
+from gmlib.methods.bilevel import implicit_hypergradient
 
 DTYPE = torch.float64
 

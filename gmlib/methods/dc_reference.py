@@ -8,7 +8,7 @@ Two functions, with no engines, no chunking and no checkpoints:
   momentum-SGD step on the images, written out by hand.
 * :func:`reference_train_network`: the inner loop, plain SGD on shuffled batches.
 
-:mod:`gmlib.matching` must compute the same numbers (tests/test_matching.py checks it with
+:mod:`gmlib.methods.dc` must compute the same numbers (tests/test_matching.py checks it with
 ``torch.testing.assert_close``); benchmarks/bench_matching.py times both.
 """
 
