@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from gmlib.checks import check_int
 from gmlib.data.container import denormalise
 from gmlib.fileio import atomic_torch_save
 from gmlib.memory import available_bytes
@@ -55,8 +56,7 @@ class SyntheticFileError(ValueError):
 
 
 def _check_ipc(ipc: object) -> int:
-    if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
-        raise ValueError(f"images per class must be an integer >= 1, got {ipc!r}")
+    check_int("images per class", ipc, 1)
     return ipc
 
 

@@ -10,10 +10,11 @@ from torch import nn
 from torch.func import functional_call
 
 from gmlib.distances import get_distance
+from gmlib.methods.dc_config import MatchingConfig
+from gmlib.methods.dc_variants import CurvatureSpec, loop_step_backward
 from gmlib.methods.hessian import (
     HESSIAN_KINDS,
     HESSIAN_LOSSES,
-    check_hessian_loss,
     curvature_term,
     dot,
     hvp,
@@ -243,6 +244,24 @@ def test_the_teaching_objective_matches_its_parts():
     assert images.grad is not None and torch.isfinite(images.grad).all()
 
 
+@pytest.mark.parametrize("kind", HESSIAN_KINDS)
+def test_the_teaching_objective_equals_the_matching_loops_step(kind):
+    """One class through matching_objective_with_curvature and through the loop DC's variants
+    use (loop_step_backward with a curvature term): the same objective, the same image gradient."""
+    net = tiny_convnet(2)
+    images = batch(4, n=2, shape=(1, 4, 4))[0]
+    real = batch(5, n=4, shape=(1, 4, 4))[0]
+    params = list(net.parameters())
+    g_real = torch.autograd.grad(F.cross_entropy(net(real), torch.zeros(4, dtype=torch.long)), params)
+    distance = get_distance("ours")
+    x = images.clone().requires_grad_(True)
+    matching_objective_with_curvature(net, x, torch.zeros(2, dtype=torch.long), g_real, distance, 0.5, kind).backward()
+    y = images.clone().requires_grad_(True)
+    step = loop_step_backward(net, y, 2, real[None], distance, curvature=CurvatureSpec(0.5, "synthetic", kind))
+    torch.testing.assert_close(y.grad, x.grad)
+    assert torch.isfinite(step.objective)
+
+
 def test_bad_inputs_raise_clear_errors():
     net = tiny_net(0)
     x, y = batch(0)
@@ -256,7 +275,7 @@ def test_bad_inputs_raise_clear_errors():
         hvp(grads, params, [v[0].T, *v[1:]])
     with pytest.raises(ValueError, match=r"labels \(batch,\)"):
         curvature_term("gauss_newton", params, v, grads, logits, y[:2])
-    with pytest.raises(ValueError, match="unknown Hessian loss 'test'.*'synthetic', 'real'"):
-        check_hessian_loss("test")
+    with pytest.raises(ValueError, match="unknown hessian_loss 'test'.*'synthetic', 'real'"):
+        MatchingConfig(hessian_weight=1.0, hessian_loss="test")
     with pytest.raises(ValueError, match="unknown Hessian kind"):
         matching_objective_with_curvature(net, x, y, grads, get_distance("mse"), 1.0, "hessian")

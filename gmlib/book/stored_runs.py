@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 # A source checkout keeps results/ beside the package; GMLIB_RESULTS_DIR points elsewhere.
-RESULTS_DIR = Path(os.environ.get("GMLIB_RESULTS_DIR", Path(__file__).resolve().parent.parent / "results"))
+RESULTS_DIR = Path(os.environ.get("GMLIB_RESULTS_DIR", Path(__file__).resolve().parents[2] / "results"))
 
 
 def stored_path(run: str, filename: str) -> Path:

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gmlib.checks import check_int, check_positive, is_int
+from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive, is_int
 from gmlib.methods.hessian import hvp
-from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
+from gmlib.networks import check_network_kwargs, filter_network_kwargs, get_network, has_batchnorm
 from gmlib.randomness import draw_seed, iteration_generator
 from gmlib.run.loop import Method, RunResult, Step, check_finite, run
 from gmlib.runinfo import resolve_device
@@ -43,10 +43,8 @@ from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
 
 
 def _check_neumann(alpha: float, terms: int) -> None:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"Neumann scale alpha must be a positive number, got {alpha!r}")
-    if isinstance(terms, bool) or not isinstance(terms, int) or terms < 0:
-        raise ValueError(f"Neumann terms must be an integer >= 0, got {terms!r}")
+    check_positive("Neumann scale alpha", alpha)
+    check_int("Neumann terms", terms, 0)
 
 
 def neumann_inverse_hvp(inner_grads: Sequence[Tensor], params: Sequence[Tensor], vector: Sequence[Tensor], *,
@@ -141,15 +139,11 @@ class _DistillConfig:
         check_int("ipc", self.ipc, 1)
         check_int("iterations", self.iterations, 0)
         check_int("batch_real", self.batch_real, 1)
-        if self.init_mode not in INIT_MODES:
-            raise ValueError(f"init_mode must be one of {', '.join(map(repr, INIT_MODES))}, got {self.init_mode!r}")
-        if self.image_init not in INIT_NAMES:
-            raise ValueError(f"image_init must be one of {', '.join(map(repr, INIT_NAMES))}, got {self.image_init!r}")
+        check_one_of("init_mode", self.init_mode, INIT_MODES)
+        check_one_of("image_init", self.image_init, INIT_NAMES)
         check_positive("outer_lr", self.outer_lr)
-        if not 0 <= self.outer_beta1 < 1:
-            raise ValueError(f"outer_beta1 must be in [0, 1), got {self.outer_beta1!r}")
-        if not isinstance(self.network, str) or not self.network:
-            raise ValueError(f"network must be a network name such as 'convnet', got {self.network!r}")
+        check_fraction("outer_beta1", self.outer_beta1)
+        check_network_kwargs(self.network, filter_network_kwargs(self.network, dict(self.network_kwargs)))
         if self.time_limit_s is not None:
             check_positive("time_limit_s", self.time_limit_s)
 
@@ -186,10 +180,8 @@ class UnrollConfig(_DistillConfig):
             raise ValueError(f"synthetic_batches (ic) must divide inner_steps; got {self.synthetic_batches} "
                              f"batches for {self.inner_steps} steps")
         check_positive("lr_init", self.lr_init)
-        if not isinstance(self.learn_lr, bool):
-            raise ValueError(f"learn_lr must be True or False, got {self.learn_lr!r}")
-        if not 0 <= self.inner_momentum < 1:
-            raise ValueError(f"inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
+        check_bool("learn_lr", self.learn_lr)
+        check_fraction("inner_momentum", self.inner_momentum)
 
     @property
     def total_inner_steps(self) -> int:
@@ -214,8 +206,7 @@ class ImplicitConfig(_DistillConfig):
         super().__post_init__()
         check_int("inner_steps", self.inner_steps, 0)
         check_positive("inner_lr", self.inner_lr)
-        if not 0 <= self.inner_momentum < 1:
-            raise ValueError(f"inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
+        check_fraction("inner_momentum", self.inner_momentum)
         _check_neumann(self.neumann_alpha, self.neumann_terms)
 
 

@@ -12,12 +12,13 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from gmlib.checks import check_int
+
 FeatureFn = Callable[[Tensor], Tensor]
 
 
 def _check_ipc(ipc: int) -> None:
-    if not isinstance(ipc, int) or ipc < 1:
-        raise ValueError(f"images per class must be an integer >= 1, got {ipc!r}")
+    check_int("images per class", ipc, 1)
 
 
 def pixel_features(images: Tensor) -> Tensor:

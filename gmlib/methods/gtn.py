@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gmlib.checks import check_int, check_one_of, check_positive, is_int
+from gmlib.checks import check_bool, check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
 from gmlib.methods.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
 from gmlib.methods.inner_loop import train_inner
@@ -110,8 +110,8 @@ class GTNConfig:
         check_int("inner_steps", self.inner_steps, 0)
         for name in ("lr_teacher", "lr_net", "neumann_alpha"):
             check_positive(name, getattr(self, name))
-        if not isinstance(self.per_class, bool) or not isinstance(self.batch_norm, bool):
-            raise ValueError(f"per_class and batch_norm must be True or False, got {self.per_class!r}, {self.batch_norm!r}")
+        check_bool("per_class", self.per_class)
+        check_bool("batch_norm", self.batch_norm)
         if self.objective == "ift" and not self.per_class:
             raise ValueError("per_class=False only applies to objective='gm'")
         get_distance(self.distance)  # raises a ValueError naming the known distances

@@ -31,20 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gmlib.checks import check_one_of
+
 HESSIAN_KINDS = ("exact", "abs", "gauss_newton")
 # Which loss's Hessian: the synthetic images' (cheap: ipc images) or the real batch's.
 HESSIAN_LOSSES = ("synthetic", "real")
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in HESSIAN_KINDS:
-        raise ValueError(f"unknown Hessian kind {kind!r}; allowed: {', '.join(repr(k) for k in HESSIAN_KINDS)}")
-
-
-def check_hessian_loss(loss: str) -> None:
-    """Raise a ValueError unless ``loss`` is one of :data:`HESSIAN_LOSSES`."""
-    if loss not in HESSIAN_LOSSES:
-        raise ValueError(f"unknown Hessian loss {loss!r}; allowed: {', '.join(repr(k) for k in HESSIAN_LOSSES)}")
+    check_one_of("Hessian kind", kind, HESSIAN_KINDS)
 
 
 def _check_aligned(name_a: str, a: Sequence[Tensor], name_b: str, b: Sequence[Tensor]) -> None:

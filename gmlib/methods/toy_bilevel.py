@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gmlib.checks import check_int, check_positive
 from gmlib.methods.bilevel import implicit_hypergradient
 
 DTYPE = torch.float64
@@ -118,10 +119,8 @@ def outer_landscape(toy: RidgeToy, point: int, grid: Tensor, synthetic_x: Tensor
 
 
 def _check_steps(steps: int, lr: float) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    check_int("steps", steps, 0)
+    check_positive("lr", lr)
 
 
 def inner_trajectory(toy: RidgeToy, steps: int, lr: float, synthetic_x: Tensor | None = None,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 
+from gmlib.checks import check_int, check_one_of
+
 ImageSize = int | Sequence[int]
 
 
@@ -18,16 +20,14 @@ ImageSize = int | Sequence[int]
 
 
 def _positive_int(what: str, value: object) -> int:
-    """``value`` as an int, or a ValueError naming it (bools are not sizes)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    """``value`` as an int (:func:`gmlib.checks.check_int`: bools are not sizes)."""
+    check_int(what, value, 1)
     return int(value)
 
 
 def _one_of(what: str, value: object, allowed: Sequence[str]) -> str:
-    """``value`` if it is one of ``allowed``, else a ValueError listing them."""
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, allowed))}")
+    """``value`` if it is one of ``allowed`` (:func:`gmlib.checks.check_one_of`)."""
+    check_one_of(what, value, allowed)
     return value  # type: ignore[return-value]
 
 
