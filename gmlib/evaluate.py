@@ -60,9 +60,9 @@ from gmlib.training import (
     GPU_TEST_CHUNK_SIZE,
     apply_schedule,
     epoch_orders,
-    protocol_sgd,
     learning_rate_at,
     model_seeds,
+    protocol_sgd,
     test_accuracy,
     train_network,
 )

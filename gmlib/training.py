@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -13,3 +13,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    """The standard fake dataset (tests/fakes.py), built once per test module."""
+    from fakes import fake_dataset
+
+    return fake_dataset()

@@ -1,10 +1,16 @@
-"""Small learnable datasets for fast tests of the loops (no download, no disk)."""
+"""What the tests share: small learnable datasets (no download, no disk), a tiny network and
+tiny DC configurations, so every loop can be checked end to end in seconds."""
 
 from __future__ import annotations
 
 import torch
 
 from gmlib.data import ImageDataset
+from gmlib.methods.dc_config import MatchingConfig
+
+CLASSES, SIZE = 3, 8  # the fake dataset: 3 classes of 1 x 8 x 8 images
+TINY_NET = {"width": 8, "depth": 2}  # a ConvNet small enough for a CPU test
+STRATEGY = "color_crop_cutout_scale_rotate"  # DSA's strategy for a dataset it does not know
 
 
 def brightness_classes(per_class: int = 24, test_per_class: int = 5, *, classes: int = 3, size: int = 8,
@@ -18,3 +24,16 @@ def brightness_classes(per_class: int = 24, test_per_class: int = 5, *, classes:
     test_images = torch.randn(len(test_labels), 1, size, size, generator=g) + test_labels.view(-1, 1, 1, 1).float()
     class_names = [chr(ord("a") + c) for c in range(classes)]
     return ImageDataset(name, images, labels, test_images, test_labels, (0.0,), (1.0,), class_names)
+
+
+def fake_dataset(per_class: int = 24, name: str = "fake") -> ImageDataset:
+    """The tests' standard dataset: :func:`brightness_classes` with 5 test images per class."""
+    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE, name=name)
+
+
+def tiny_dc_config(**changes) -> MatchingConfig:
+    """DC at a size a test runs in a fraction of a second (2 images per class, 2 outer steps)."""
+    values = dict(ipc=2, iterations=4, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
+                  network_kwargs=TINY_NET, eval_models=1)
+    values.update(changes)
+    return MatchingConfig(**values)

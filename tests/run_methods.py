@@ -16,38 +16,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import brightness_classes  # noqa: E402
+from fakes import STRATEGY, TINY_NET, fake_dataset, tiny_dc_config  # noqa: E402
 
 from gmlib.methods.bilevel import ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod  # noqa: E402
+from gmlib.methods.dc import DCMethod  # noqa: E402
 from gmlib.methods.gtn import GTNConfig, GTNMethod  # noqa: E402
-from gmlib.methods.dc import DCMethod, MatchingConfig  # noqa: E402
 from gmlib.run.loop import Method, Terminated, run  # noqa: E402
 
 METHOD_NAMES = ("dc", "dsa", "unroll", "implicit", "gtn")
-NET = {"width": 8, "depth": 2}
-STRATEGY = "color_crop_cutout_scale_rotate"
-
-
-def tiny_dataset():
-    return brightness_classes(24, 5, classes=3, size=8)
 
 
 def tiny_method(name: str, iterations: int, seed: int = 0) -> Method:
     """A fresh, tiny ``name`` run of ``iterations`` iterations on the CPU (a fraction of a second each)."""
-    data, cpu = tiny_dataset(), torch.device("cpu")
+    data, cpu = fake_dataset(), torch.device("cpu")
     if name in ("dc", "dsa"):
-        config = MatchingConfig(ipc=2, iterations=iterations, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
-                                network_kwargs=NET, method=name, dsa_strategy=STRATEGY if name == "dsa" else None)
+        config = tiny_dc_config(iterations=iterations, method=name, dsa_strategy=STRATEGY if name == "dsa" else None)
         return DCMethod(data, config, seed, cpu)
     if name == "unroll":
         return UnrollMethod(data, UnrollConfig(ipc=1, iterations=iterations, inner_steps=2, batch_real=16,
-                                               network_kwargs=NET), seed, cpu)
+                                               network_kwargs=TINY_NET), seed, cpu)
     if name == "implicit":
         return ImplicitMethod(data, ImplicitConfig(ipc=1, iterations=iterations, inner_steps=2, batch_real=16,
-                                                   network_kwargs=NET), seed, cpu)
+                                                   network_kwargs=TINY_NET), seed, cpu)
     if name == "gtn":
         return GTNMethod(data, GTNConfig(k=16, latent_dim=8, ipc=2, iterations=iterations, outer_loop=2, inner_steps=2,
-                                         batch_real=8, batch_train=4, network_kwargs=NET), seed, cpu)
+                                         batch_real=8, batch_train=4, network_kwargs=TINY_NET), seed, cpu)
     raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHOD_NAMES)}")
 
 

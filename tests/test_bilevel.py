@@ -9,15 +9,34 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from gmlib.methods.bilevel import (ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod, batch_indices,
-                           distill_implicit, distill_unrolled, implicit_hypergradient, lr_from_raw,
-                           neumann_inverse_hvp, raw_from_lr, unrolled_training)
-from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gmlib.data import ImageDataset
+from gmlib.methods.bilevel import (
+    ImplicitConfig,
+    ImplicitMethod,
+    UnrollConfig,
+    UnrollMethod,
+    batch_indices,
+    distill_implicit,
+    distill_unrolled,
+    implicit_hypergradient,
+    lr_from_raw,
+    neumann_inverse_hvp,
+    raw_from_lr,
+    unrolled_training,
+)
+from gmlib.methods.toy_bilevel import (
+    exact_hypergradient,
+    implicit_toy_hypergradient,
+    inner_trajectory,
+    make_ridge_toy,
+    outer_landscape,
+    outer_loss,
+    ridge_solution,
+    unrolled_hypergradient,
+)
 from gmlib.randomness import draw_seed, iteration_generator
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, RunResult, run
-from gmlib.methods.toy_bilevel import (exact_hypergradient, implicit_toy_hypergradient, inner_trajectory, make_ridge_toy,
-                               outer_landscape, outer_loss, ridge_solution, unrolled_hypergradient)
 
 F64 = torch.float64
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fakes import CLASSES, SIZE, fake_dataset, tiny_dc_config
 from torch import nn
 
-from gmlib.data import ImageDataset
+from gmlib.methods.dc import MatchingConfig, distill
 from gmlib.methods.inner_loop import (
     INNER_STEP_POLICIES,
     custom_schedule,
@@ -18,19 +19,10 @@ from gmlib.methods.inner_loop import (
     train_inner_until_overfit,
     validation_loss,
 )
-from gmlib.methods.dc import MatchingConfig, distill
 from gmlib.networks import get_network
-
-from fakes import brightness_classes
-
-CLASSES, SIZE = 3, 8
-NET = {"width": 8, "depth": 2}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def fake_dataset(per_class: int = 24) -> ImageDataset:
-    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE)
 
 
 def run(config, seed=0):
@@ -38,10 +30,7 @@ def run(config, seed=0):
 
 
 def tiny(**changes) -> MatchingConfig:
-    values = dict(ipc=2, iterations=2, outer_loop=4, inner_loop=3, batch_real=8, batch_train=4,
-                  network_kwargs=NET, eval_models=1)
-    values.update(changes)
-    return MatchingConfig(**values)
+    return tiny_dc_config(**{"iterations": 2, "outer_loop": 4, "inner_loop": 3, **changes})
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import re
 
 import pytest
 import torch
+from fakes import CLASSES, SIZE, STRATEGY, fake_dataset, tiny_dc_config
+from fakes import TINY_NET as NET
 
 import gmlib.methods.dc as matching
 from gmlib.augment import sample_dsa
-from gmlib.data import ImageDataset
+from gmlib.book.presets import get_profile
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
 from gmlib.methods.dc import (
@@ -25,35 +27,17 @@ from gmlib.methods.dc import (
     freeze_batchnorm_on_real,
     matching_loss_backward,
 )
-from gmlib.run.history import History
-from gmlib.methods.inner_loop import train_inner
 from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
+from gmlib.methods.inner_loop import train_inner
 from gmlib.networks import get_network
-from gmlib.book.presets import get_profile
-
-from fakes import brightness_classes
-
-CLASSES, SIZE = 3, 8
-NET = {"width": 8, "depth": 2}
-STRATEGY = "color_crop_cutout_scale_rotate"
+from gmlib.run.history import History
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fake_dataset(per_class: int = 24, name: str = "fake") -> ImageDataset:
-    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE, name=name)
 
 
-@pytest.fixture(scope="module")
-def dataset() -> ImageDataset:
-    return fake_dataset()
-
-
-def tiny(**changes) -> MatchingConfig:
-    values = dict(ipc=2, iterations=4, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
-                  network_kwargs=NET, eval_models=1)
-    values.update(changes)
-    return MatchingConfig(**values)
+tiny = tiny_dc_config
 
 
 def run(dataset, config, **kwargs):

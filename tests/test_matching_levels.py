@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import CLASSES, SIZE, tiny_dc_config
+from fakes import TINY_NET as NET
 
-from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.methods.hessian import curvature_term
+from gmlib.methods.dc import MatchingConfig, distill, matching_step_backward, resolve_engine
 from gmlib.methods.dc_variants import (
     MATCH_LEVELS,
     CurvatureSpec,
@@ -21,24 +22,15 @@ from gmlib.methods.dc_variants import (
     mixed_step_backward,
     union_gradient,
 )
-from gmlib.methods.dc import MatchingConfig, distill, matching_step_backward, resolve_engine
+from gmlib.methods.hessian import curvature_term
 from gmlib.networks import get_network
 
-from fakes import brightness_classes
+IPC = 2
 
-CLASSES, SIZE, IPC = 3, 8, 2
-NET = {"width": 8, "depth": 2}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fake_dataset(per_class: int = 24) -> ImageDataset:
-    return brightness_classes(per_class, 5, classes=CLASSES, size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def dataset() -> ImageDataset:
-    return fake_dataset()
 
 
 def step_inputs(dataset, seed: int = 0):
@@ -60,10 +52,7 @@ def step(net, images, real, **options):
 
 
 def tiny(**changes) -> MatchingConfig:
-    values = dict(ipc=IPC, iterations=2, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
-                  network_kwargs=NET, eval_models=1)
-    values.update(changes)
-    return MatchingConfig(**values)
+    return tiny_dc_config(**{"iterations": 2, **changes})
 
 
 def run(dataset, config, seed=0):

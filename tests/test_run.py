@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_methods import METHOD_NAMES, tiny_method
 
 import gmlib.methods.dc as matching
-from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.distances import get_distance
-from gmlib.run.history import Evaluation, History
 from gmlib.randomness import global_rng_from, iteration_generator
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from gmlib.run.history import Evaluation, History
 from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, FolderInUseError, folder_lock, run
-
-from run_methods import METHOD_NAMES, tiny_method
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN_METHODS = str(Path(__file__).parent / "run_methods.py")

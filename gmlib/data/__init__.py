@@ -21,19 +21,33 @@ The package, one concept per module (import everything from ``gmlib.data`` itsel
     loading    load_dataset
 """
 
-from gmlib.data.catalogue import DATASET_NAMES, DatasetInfo, dataset_info, default_sources
 from gmlib.data.cache import default_cache_dir, processed_path
+from gmlib.data.catalogue import DATASET_NAMES, DatasetInfo, dataset_info, default_sources
 from gmlib.data.checksums import Checksum, ChecksumError
 from gmlib.data.container import ImageDataset
 from gmlib.data.errors import DataError
-from gmlib.data.formats import (RawSplits, parse_cifar_archive, parse_idx_files, parse_mnist_pickle,
-                                parse_svhn_mats)
-from gmlib.data.loading import load_dataset
-from gmlib.data.sources import (DOWNLOAD_TIMEOUT_S, PIP_TIMEOUT_S, DownloadSource, LocalFilesSource, Parser,
-                                PipWheelSource, Source, SourceFile)
 
 # Private helpers that tests reach as ``gmlib.data._name`` (not part of the public API).
-from gmlib.data.formats import _IDX_LABELS_MAGIC, _read_idx  # noqa: F401
+from gmlib.data.formats import (  # noqa: F401
+                                _IDX_LABELS_MAGIC,
+                                RawSplits,
+                                _read_idx,
+                                parse_cifar_archive,
+                                parse_idx_files,
+                                parse_mnist_pickle,
+                                parse_svhn_mats,
+)
+from gmlib.data.loading import load_dataset
+from gmlib.data.sources import (
+                                DOWNLOAD_TIMEOUT_S,
+                                PIP_TIMEOUT_S,
+                                DownloadSource,
+                                LocalFilesSource,
+                                Parser,
+                                PipWheelSource,
+                                Source,
+                                SourceFile,
+)
 
 __all__ = [
     "DATASET_NAMES", "DOWNLOAD_TIMEOUT_S", "PIP_TIMEOUT_S",

@@ -37,9 +37,9 @@ from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, ch
 from gmlib.methods.hessian import hvp
 from gmlib.networks import check_network_kwargs, filter_network_kwargs, get_network, has_batchnorm
 from gmlib.randomness import draw_seed, iteration_generator
-from gmlib.run.loop import Method, RunResult, Step, check_finite, run
+from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, run
 from gmlib.runinfo import resolve_device
-from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
+from gmlib.synthetic import INIT_NAMES, init_synthetic
 
 
 def _check_neumann(alpha: float, terms: int) -> None:
@@ -281,7 +281,7 @@ def unrolled_training(net: nn.Module, params: dict[str, Tensor], images: Tensor,
 # ---------------------------------------------------------------------------------------------
 
 
-class _BilevelMethod(Method):
+class _BilevelMethod(PixelMethod):
     """What both hypergradients share: the set, a student architecture to call functionally, the
     fixed student initialisation (``init_mode='fixed'``) and each outer step's draws."""
 
@@ -306,17 +306,6 @@ class _BilevelMethod(Method):
         check_finite(outer, "the outer loss", it, self.divergence_hint)
         self.optimizer.step()
         return Step([float(outer.detach())], {})
-
-    def synthetic_set(self) -> SyntheticSet:
-        return self.synthetic
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"images": self.synthetic.images.detach(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.synthetic.images.copy_(state["images"])
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 class UnrollMethod(_BilevelMethod):

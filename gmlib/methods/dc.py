@@ -44,12 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
-from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.checks import check_one_of, is_int
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
-from gmlib.run.history import History
-from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
+from gmlib.methods.dc_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
 from gmlib.methods.dc_variants import (
     CurvatureSpec,
     StepLosses,
@@ -58,9 +56,11 @@ from gmlib.methods.dc_variants import (
     mixed_step_backward,
     real_gradient,
 )
-from gmlib.methods.dc_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
+from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
+from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.run.loop import Method, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
+from gmlib.run.history import History
+from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
@@ -255,7 +255,7 @@ def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -
     return "batched" if device.type == "cuda" and dc_options else "loop"
 
 
-class DCMethod(Method):
+class DCMethod(PixelMethod):
     """DC or DSA (``config.method``) as :func:`gmlib.run.loop.run` drives it: the synthetic set, its
     momentum-SGD optimiser, and everything every iteration shares."""
 
@@ -300,17 +300,6 @@ class DCMethod(Method):
                                        lr=config.lr_net, generator=generator, augment=augment,
                                        chunk_size=self.chunk_size)
             log.epochs.append(epochs)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"images": self.synthetic.images.detach(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.synthetic.images.copy_(state["images"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-    def synthetic_set(self):
-        return self.synthetic
 
 
 def distill(

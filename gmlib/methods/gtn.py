@@ -28,10 +28,10 @@ from torch import Tensor, nn
 
 from gmlib.checks import check_bool, check_int, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
+from gmlib.methods.dc import freeze_batchnorm_on_real, matching_loss_backward
+from gmlib.methods.dc_variants import mixed_step_backward
 from gmlib.methods.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
 from gmlib.methods.inner_loop import train_inner
-from gmlib.methods.dc_variants import mixed_step_backward
-from gmlib.methods.dc import freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.networks import has_batchnorm, network_info
 from gmlib.randomness import draw_seed
 from gmlib.run.loop import Method, RunResult, Step, check_finite, fresh_network, run

@@ -7,10 +7,8 @@ other network has a fixed architecture and rejects values other than the default
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import torch
 
 from gmlib.networks.alexnet import AlexNet, AlexNetOriginal
 from gmlib.networks.base import EmbeddingNet

@@ -39,14 +39,14 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.checks import check_int, check_positive
 from gmlib.fileio import check_writable_folder, json_ready
-from gmlib.run.history import Evaluation, History
 from gmlib.memory import track_peak_memory
 from gmlib.networks import get_network
 from gmlib.progress import progress_bar
 from gmlib.randomness import draw_seed, global_rng_from, iteration_generator
+from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from gmlib.run.history import Evaluation, History
 from gmlib.runinfo import describe_hardware, library_versions
 from gmlib.synthetic import SyntheticSet, git_commit
 
@@ -163,6 +163,25 @@ class Method(abc.ABC):
         data.update(method=self.name, seed=self.seed, dataset=self.dataset.name,
                     num_classes=self.dataset.num_classes, image_shape=[self.dataset.channels, *self.dataset.im_size])
         return json_ready(data)
+
+
+class PixelMethod(Method):
+    """A method that learns the pixels of ``self.synthetic`` with ``self.optimizer`` (DC, DSA, the
+    bi-level methods): that is its state, and the set is the result."""
+
+    synthetic: SyntheticSet
+    optimizer: torch.optim.Optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.synthetic.images.detach(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.synthetic.images.copy_(state["images"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def synthetic_set(self) -> SyntheticSet:
+        return self.synthetic
 
 
 Evaluator = Callable[[SyntheticSet], Sequence[float]]
