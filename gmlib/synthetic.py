@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from gmlib.checks import check_int
-from gmlib.data.container import denormalise
+from gmlib.data.container import ImageDataset, denormalise
 from gmlib.fileio import atomic_torch_save
 from gmlib.memory import available_bytes
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
@@ -166,7 +166,7 @@ def _make_generator(generator: torch.Generator | None, seed: int | None) -> torc
     return torch.Generator().manual_seed(seed)
 
 
-def _class_images(dataset, c: int, init: str) -> Tensor:
+def _class_images(dataset: ImageDataset, c: int, init: str) -> Tensor:
     indices = dataset.class_indices(c)
     if len(indices) == 0:
         raise ValueError(f"init {init!r} needs training images of class {c} ({dataset.class_names[c]!r}), "
@@ -174,18 +174,18 @@ def _class_images(dataset, c: int, init: str) -> Tensor:
     return dataset.train_images[indices]
 
 
-def _real_images(dataset, ipc: int, generator: torch.Generator) -> Tensor:
+def _real_images(dataset: ImageDataset, ipc: int, generator: torch.Generator) -> Tensor:
     """``ipc`` distinct random training images of every class, class-ordered."""
     return torch.cat([dataset.sample(c, ipc, generator) for c in range(dataset.num_classes)])
 
 
-def _class_means(dataset, ipc: int) -> Tensor:
+def _class_means(dataset: ImageDataset, ipc: int) -> Tensor:
     """The mean training image of every class, each repeated ``ipc`` times."""
     means = torch.stack([_class_images(dataset, c, "class-mean").mean(0) for c in range(dataset.num_classes)])
     return means.repeat_interleave(ipc, dim=0)
 
 
-def _constant_images(dataset, ipc: int, pixel: float) -> Tensor:
+def _constant_images(dataset: ImageDataset, ipc: int, pixel: float) -> Tensor:
     """Every pixel ``pixel`` in pixel space, mapped to normalised space channel by channel."""
     c, (h, w) = dataset.channels, dataset.im_size
     template = torch.full((c, h, w), pixel, dtype=dataset.train_images.dtype, device=dataset.device)
@@ -197,7 +197,7 @@ def _noise(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Te
     return torch.randn(*shape, generator=generator, device=generator.device).to(like.device, like.dtype)
 
 
-def check_fits_dataset(syn: SyntheticSet, dataset) -> None:
+def check_fits_dataset(syn: SyntheticSet, dataset: ImageDataset) -> None:
     """Refuse a set that does not fit ``dataset`` (an ImageDataset, or the DatasetInfo of the
     dataset the set names): other image shapes (channels, height, width) or another number of
     classes. The message names both sides."""
@@ -213,7 +213,7 @@ def check_fits_dataset(syn: SyntheticSet, dataset) -> None:
 COPIES_WHILE_LEARNED = 3
 
 
-def check_init(dataset, ipc: int, init: str, device: str | torch.device | None = None) -> None:
+def check_init(dataset: ImageDataset, ipc: int, init: str, device: str | torch.device | None = None) -> None:
     """Refuse, before allocating anything, a set that cannot be made: an unknown init, ``'real'``
     with more images per class than the smallest class has, or a set whose images (learned:
     with their gradient and momentum) do not fit in the device's available memory."""
@@ -237,7 +237,7 @@ def check_init(dataset, ipc: int, init: str, device: str | torch.device | None =
                          f"gradient, momentum); {device} has {available / 2**30:.1f} GiB available")
 
 
-def init_synthetic(dataset, ipc: int, init: str = "noise", *, generator: torch.Generator | None = None,
+def init_synthetic(dataset: ImageDataset, ipc: int, init: str = "noise", *, generator: torch.Generator | None = None,
                    seed: int | None = None, device: str | torch.device | None = None,
                    jitter: float | None = None) -> SyntheticSet:
     """A synthetic set of ``ipc`` images per class of ``dataset``, started by ``init``.

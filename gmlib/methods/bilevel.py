@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive, is_int
+from gmlib.data import ImageDataset
 from gmlib.methods.hessian import hvp
 from gmlib.networks import check_network_kwargs, filter_network_kwargs, get_network, has_batchnorm
 from gmlib.randomness import draw_seed, iteration_generator
@@ -215,7 +216,7 @@ class ImplicitConfig(_DistillConfig):
 # ---------------------------------------------------------------------------------------------
 
 
-def _student(dataset, config: _DistillConfig, device: torch.device) -> nn.Module:
+def _student(dataset: ImageDataset, config: _DistillConfig, device: torch.device) -> nn.Module:
     kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
     net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, seed=0, **kwargs)
     if has_batchnorm(net):
@@ -223,7 +224,8 @@ def _student(dataset, config: _DistillConfig, device: torch.device) -> nn.Module
     return net.to(device)
 
 
-def _initial_parameters(dataset, config: _DistillConfig, seed: int, device: torch.device) -> dict[str, Tensor]:
+def _initial_parameters(dataset: ImageDataset, config: _DistillConfig, seed: int,
+                        device: torch.device) -> dict[str, Tensor]:
     """A fresh student initialisation from ``seed``, as detached leaf tensors by name."""
     kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
     net = get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, seed=seed, **kwargs)
@@ -287,7 +289,8 @@ class _BilevelMethod(PixelMethod):
 
     divergence_hint = "outer_lr"
 
-    def __init__(self, dataset, config: _DistillConfig, seed: int, device: torch.device, images_per_class: int) -> None:
+    def __init__(self, dataset: ImageDataset, config: _DistillConfig, seed: int, device: torch.device,
+                 images_per_class: int) -> None:
         self.config, self.seed, self.device = config, seed, device
         self.dataset = dataset if dataset.device == device else dataset.to(device)
         self.synthetic = init_synthetic(self.dataset, images_per_class, config.image_init, seed=seed, device=device)
@@ -313,7 +316,7 @@ class UnrollMethod(_BilevelMethod):
 
     name = "unroll"
 
-    def __init__(self, dataset, config: UnrollConfig, seed: int, device: torch.device) -> None:
+    def __init__(self, dataset: ImageDataset, config: UnrollConfig, seed: int, device: torch.device) -> None:
         super().__init__(dataset, config, seed, device, config.ipc * config.synthetic_batches)
         self.batches = batch_indices(self.dataset.num_classes, config.ipc, config.synthetic_batches, device)
         self.raw_lrs = raw_from_lr(config.lr_init, config.total_inner_steps).to(device).requires_grad_(config.learn_lr)
@@ -353,11 +356,12 @@ class ImplicitMethod(_BilevelMethod):
 
     name = "implicit"
 
-    def __init__(self, dataset, config: ImplicitConfig, seed: int, device: torch.device) -> None:
+    def __init__(self, dataset: ImageDataset, config: ImplicitConfig, seed: int, device: torch.device) -> None:
         super().__init__(dataset, config, seed, device, config.ipc)
         self.whole_set = [torch.arange(len(self.synthetic.labels), device=device)]
         self.lrs = torch.full((config.inner_steps,), config.inner_lr, device=device)
-        self.optimizer = torch.optim.Adam([self.synthetic.images], lr=config.outer_lr, betas=(config.outer_beta1, 0.999))
+        self.optimizer = torch.optim.Adam([self.synthetic.images], lr=config.outer_lr,
+                                          betas=(config.outer_beta1, 0.999))
 
     def iteration(self, it: int, generator: torch.Generator) -> Step:
         """A student trained ``inner_steps`` SGD steps on the whole set with no graph kept, then
@@ -384,14 +388,15 @@ def _distill(method_class, config_class, dataset, config, seed, device, out_dir,
     return run(method, out_dir=out_dir, resume=resume, progress=progress, time_limit_s=config.time_limit_s)
 
 
-def distill_unrolled(dataset, config: UnrollConfig = UnrollConfig(), seed: int = 0, device: str | torch.device = "auto",
-                     progress: bool = False, out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
+def distill_unrolled(dataset: ImageDataset, config: UnrollConfig = UnrollConfig(), seed: int = 0,
+                     device: str | torch.device = "auto", progress: bool = False,
+                     out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set (and per-step learning rates) by backpropagating through training
     (:class:`UnrollMethod` on :func:`gmlib.run.loop.run`: resumable from ``out_dir``)."""
     return _distill(UnrollMethod, UnrollConfig, dataset, config, seed, device, out_dir, resume, progress)
 
 
-def distill_implicit(dataset, config: ImplicitConfig = ImplicitConfig(), seed: int = 0,
+def distill_implicit(dataset: ImageDataset, config: ImplicitConfig = ImplicitConfig(), seed: int = 0,
                      device: str | torch.device = "auto", progress: bool = False,
                      out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set with the implicit-function hypergradient (:class:`ImplicitMethod` on

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from gmlib.checks import check_int
+from gmlib.data import ImageDataset
 
 FeatureFn = Callable[[Tensor], Tensor]
 
@@ -60,7 +61,7 @@ def herding_order(features: Tensor, k: int) -> Tensor:
     return torch.tensor(order, dtype=torch.long, device=features.device)
 
 
-def random_coreset(dataset, ipc: int, seed: int) -> tuple[Tensor, Tensor]:
+def random_coreset(dataset: ImageDataset, ipc: int, seed: int) -> tuple[Tensor, Tensor]:
     """``ipc`` random training images per class (deterministic for a seed), class-ordered."""
     _check_ipc(ipc)
     return dataset.subset(ipc, seed)

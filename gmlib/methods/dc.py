@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
 from gmlib.checks import check_one_of, is_int
+from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
 from gmlib.methods.dc_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
@@ -78,7 +79,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def freeze_batchnorm_on_real(net: nn.Module, dataset: Any, per_class: int, generator: torch.Generator) -> None:
+def freeze_batchnorm_on_real(net: nn.Module, dataset: ImageDataset, per_class: int, generator: torch.Generator) -> None:
     """Set BatchNorm statistics from real data, then freeze them for matching (DC's BN handling).
 
     A BatchNorm net in train mode would mix the statistics of whatever batch it sees into the
@@ -114,7 +115,8 @@ class RealBatch:
     siamese: Sequence[Callable[[Tensor], Tensor]] | Callable[[Tensor], Tensor] | None = None
 
 
-def sample_real(dataset: Any, config: MatchingConfig, dsa_strategy: str | None, generator: torch.Generator) -> RealBatch:
+def sample_real(dataset: ImageDataset, config: MatchingConfig, dsa_strategy: str | None,
+                generator: torch.Generator) -> RealBatch:
     """B_c for every class (or, not per class, one mixed batch of batch_real x classes images),
     then DSA's Siamese draws: one per class (one for the mixed batch)."""
     if not config.per_class:
@@ -261,7 +263,7 @@ class DCMethod(PixelMethod):
 
     divergence_hint = "lr_img, or another distance"
 
-    def __init__(self, dataset: Any, config: MatchingConfig, seed: int, device: torch.device) -> None:
+    def __init__(self, dataset: ImageDataset, config: MatchingConfig, seed: int, device: torch.device) -> None:
         self.name, self.config, self.seed, self.device = config.method, config, seed, device
         self.dataset = dataset if dataset.device == device else dataset.to(device)  # real batches drawn there
         self.dsa_strategy = None
@@ -303,7 +305,7 @@ class DCMethod(PixelMethod):
 
 
 def distill(
-    dataset: Any,
+    dataset: ImageDataset,
     config: MatchingConfig = MatchingConfig(),
     *,
     seed: int = 0,
@@ -334,7 +336,8 @@ def distill(
         device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device
     # Check the network takes this data before any work (clear error for a bad size or keyword).
     with torch.device("meta"):
-        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, **dict(config.network_kwargs))
+        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size,
+                    **dict(config.network_kwargs))
     method = DCMethod(dataset, config, seed, device)
     eval_config = config.eval_config or EvalConfig(
         network=config.network, network_kwargs=filter_network_kwargs(config.network, dict(config.network_kwargs)))

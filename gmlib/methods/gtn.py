@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.checks import check_bool, check_int, check_one_of, check_positive, is_int
+from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.methods.dc import freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.methods.dc_variants import mixed_step_backward
@@ -200,7 +201,8 @@ def _noise_generator(generator: torch.Generator, mode: str) -> torch.Generator |
     return torch.Generator().manual_seed(draw_seed(generator)) if mode == "random_input" else None
 
 
-def _gm_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
+def _gm_iteration(config: GTNConfig, dataset: ImageDataset, teacher: GenerativeTeacher,
+                  optimizer: torch.optim.Optimizer,
                   distance: Callable, generator: torch.Generator, device: torch.device, it: int) -> float:
     """Seed 003 Fig. 5 for one k: a fresh student, N teacher updates, zeta_theta student steps between."""
     net = fresh_network(config.network, config.network_kwargs, dataset, generator, device)
@@ -221,7 +223,8 @@ def _gm_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, o
     return total / config.outer_loop
 
 
-def _ift_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, optimizer: torch.optim.Optimizer,
+def _ift_iteration(config: GTNConfig, dataset: ImageDataset, teacher: GenerativeTeacher,
+                   optimizer: torch.optim.Optimizer,
                    generator: torch.Generator, device: torch.device, it: int) -> float:
     """Seed 003 Fig. 3: a fresh student trained zeta_theta steps, then one hypergradient step."""
     net = fresh_network(config.network, config.network_kwargs, dataset, generator, device)
@@ -246,14 +249,14 @@ def _ift_iteration(config: GTNConfig, dataset: Any, teacher: GenerativeTeacher, 
     return loss
 
 
-def build_teacher(dataset: Any, config: GTNConfig, seed: int) -> GenerativeTeacher:
+def build_teacher(dataset: ImageDataset, config: GTNConfig, seed: int) -> GenerativeTeacher:
     """The untrained teacher of a run: generator weights and latents seeded from ``seed``."""
     generator = Generator(config.latent_dim, dataset.num_classes, dataset.channels, dataset.im_size, config.k,
                           batch_norm=config.batch_norm, seed=seed)
     return GenerativeTeacher(generator, config.mode, config.ipc, seed=seed + 1)
 
 
-def generated_set(teacher: GenerativeTeacher, dataset: Any, seed: int = 0) -> SyntheticSet:
+def generated_set(teacher: GenerativeTeacher, dataset: ImageDataset, seed: int = 0) -> SyntheticSet:
     """The teacher's images as a :class:`SyntheticSet` (random input: one sample drawn from ``seed``)."""
     noise = torch.Generator().manual_seed(seed) if teacher.mode == "random_input" else None
     with torch.no_grad():
@@ -269,7 +272,7 @@ class GTNMethod(Method):
     name = "gtn"
     divergence_hint = "lr_teacher"
 
-    def __init__(self, dataset: Any, config: GTNConfig, seed: int, device: torch.device) -> None:
+    def __init__(self, dataset: ImageDataset, config: GTNConfig, seed: int, device: torch.device) -> None:
         if config.batch_norm and dataset.num_classes * config.ipc < 2:
             raise ValueError("a generator with batch_norm needs at least 2 images in a batch (num_classes * ipc >= 2)")
         self.config, self.seed, self.device = config, seed, device
@@ -308,7 +311,8 @@ class GTNMethod(Method):
         return self.teacher.parameter_counts()["total"]
 
 
-def train_gtn(dataset: Any, config: GTNConfig = GTNConfig(), seed: int = 0, device: str | torch.device = "auto",
+def train_gtn(dataset: ImageDataset, config: GTNConfig = GTNConfig(), seed: int = 0,
+              device: str | torch.device = "auto",
               progress: bool = True, out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Train a generative teacher on ``dataset`` (a :class:`gmlib.data.ImageDataset`) by GM or IFT.
 

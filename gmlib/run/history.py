@@ -125,7 +125,8 @@ class History:
             "losses": [list(row) for row in self.losses[:n]], "seconds": list(self.seconds[:n]),
             "extras": {name: copy.deepcopy(values[:n]) for name, values in self.extras.items()},
             "evaluations": [e.to_dict() for e in self.evaluations if e.iteration <= n],
-            "resumed_at": list(self.resumed_at), "peak_mib": self.peak_mib, "added_mib": self.added_mib, "memory_kind": self.memory_kind,
+            "resumed_at": list(self.resumed_at), "peak_mib": self.peak_mib, "added_mib": self.added_mib,
+            "memory_kind": self.memory_kind,
             "provenance": copy.deepcopy(self.provenance),
         }
 

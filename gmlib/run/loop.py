@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from gmlib.checks import check_int, check_positive
+from gmlib.data import ImageDataset
 from gmlib.fileio import check_writable_folder, json_ready
 from gmlib.memory import track_peak_memory
 from gmlib.networks import get_network
@@ -65,7 +66,7 @@ RUN_CONTROL_FIELDS = ("iterations", "checkpoint_every", "eval_at", "eval_config"
 # --------------------------------------------------------------------------------------------
 
 
-def fresh_network(network: str, network_kwargs: Any, dataset: Any, generator: torch.Generator,
+def fresh_network(network: str, network_kwargs: Any, dataset: ImageDataset, generator: torch.Generator,
                   device: torch.device) -> nn.Module:
     """A newly initialised ``network`` for ``dataset``, its weights drawn from ``generator``."""
     net = get_network(network, dataset.channels, dataset.num_classes, dataset.im_size,
@@ -133,7 +134,7 @@ class Method(abc.ABC):
     name: str
     config: Any
     seed: int
-    dataset: Any
+    dataset: ImageDataset
     device: torch.device
     divergence_hint: str = ""
 
@@ -187,7 +188,8 @@ class PixelMethod(Method):
 Evaluator = Callable[[SyntheticSet], Sequence[float]]
 
 
-def protocol_evaluator(eval_config: Any, models: int, dataset: Any, seed: int, device: torch.device) -> Evaluator:
+def protocol_evaluator(eval_config: Any, models: int, dataset: ImageDataset, seed: int,
+                       device: torch.device) -> Evaluator:
     """Test accuracies of ``models`` networks trained on a set under ``eval_config``
     (:func:`gmlib.evaluate.evaluate_set`), seeded from the run's seed."""
     from gmlib.evaluate import evaluate_set
@@ -213,7 +215,8 @@ class RunResult:
         """One line: iterations, learned values, time and memory."""
         h = self.history
         return (f"{h.method}: {h.completed} iterations, {self.method.learned_parameters()} learned values, "
-                f"{sum(h.seconds):.1f} s, peak {h.peak_mib:.0f} MiB {h.memory_kind} (+{h.added_mib:.0f} MiB in the loop)")
+                f"{sum(h.seconds):.1f} s, peak {h.peak_mib:.0f} MiB {h.memory_kind} "
+                f"(+{h.added_mib:.0f} MiB in the loop)")
 
 
 # --------------------------------------------------------------------------------------------
