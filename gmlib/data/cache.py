@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from gmlib.data.catalogue import DatasetInfo, dataset_info
-from gmlib.data.checksums import Checksum, _file_digest, _publish
+from gmlib.data.checksums import Checksum, _file_digest
 from gmlib.data.errors import DataError, _parsing
 from gmlib.data.formats import RawSplits
-from gmlib.fileio import atomic_write_text
+from gmlib.fileio import atomic_torch_save, atomic_write_text
 
 _PROCESSED_VERSION = 1  # bump when the processed file's layout changes, so old caches are rebuilt
 
@@ -46,16 +45,8 @@ def _save_processed(path: Path, raw: RawSplits, source: str, name: str) -> None:
     """Write the processed file of dataset ``name``, then its SHA-256 sidecar (each atomically)."""
     # The name makes the file say what it holds: a valid file of another dataset must not pass.
     payload = {**dataclasses.asdict(raw), "name": name, "source": source, "version": _PROCESSED_VERSION}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False) as part:
-        part.close()
-        try:
-            torch.save(payload, part.name)
-            digest = _file_digest(Path(part.name), "sha256")
-            _publish(Path(part.name), path)
-        finally:
-            Path(part.name).unlink(missing_ok=True)
-    atomic_write_text(_sidecar(path), f"{digest}  {path.name}\n")
+    atomic_torch_save(payload, path)
+    atomic_write_text(_sidecar(path), f"{_file_digest(path, 'sha256')}  {path.name}\n")
 
 
 def _load_processed(path: Path, info: DatasetInfo) -> tuple[RawSplits, str] | None:

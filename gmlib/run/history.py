@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from gmlib.fileio import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -138,7 +140,5 @@ class History:
         return cls(**values, evaluations=[Evaluation.from_dict(e) for e in data["evaluations"]])
 
     def save_json(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        """Write the history as JSON, atomically (:func:`gmlib.fileio.atomic_write_text`)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
