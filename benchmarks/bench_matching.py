@@ -61,7 +61,7 @@ from gmlib.methods.inner_loop import train_inner
 from gmlib.randomness import iteration_generator
 from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
 from gmlib.networks import get_network
-from gmlib.book.presets import dc_loops
+from gmlib.methods.dc_config import dc_loops
 from gmlib.runinfo import cpu_model, library_versions, resolve_device
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10

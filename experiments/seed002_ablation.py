@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from gmlib.data import load_dataset
-from gmlib.methods.dc import MatchingConfig, distill
-from gmlib.book.presets import PROFILE_NAMES, get_profile
+from gmlib.methods.dc import distill
+from gmlib.book.presets import PROFILE_NAMES, dc_config, get_profile
 from gmlib.book.published import ABLATION_SEED002_TABLE3, LEVELS_SEED002_TABLE1
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile(args.profile, **overrides)
     device = resolve_device(profile.device)
     data = load_dataset("mnist", device=device)
-    base = MatchingConfig.from_profile(profile, ipc=1, dataset="mnist", eval_at=(profile.iterations,))
+    base = dc_config(profile, 1, "mnist", eval_at=(profile.iterations,))
     started = time.perf_counter()
     results = {}
     for name in names:

@@ -96,8 +96,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _matching_config(args: argparse.Namespace, profile: Any):
-    """The profile's configuration with every explicit option applied on top."""
-    from gmlib.methods.dc import MatchingConfig
+    """The profile's configuration (:func:`gmlib.book.presets.dc_config`) with every explicit option
+    applied on top."""
+    from gmlib.book.presets import dc_config
 
     overrides: dict[str, Any] = {"method": args.method, "init": args.init, "network": args.network,
                                  "distance": args.distance, "engine": args.engine,
@@ -110,7 +111,7 @@ def _matching_config(args: argparse.Namespace, profile: Any):
     overrides.update({key: value for key, value in optional.items() if value is not None})
     if args.eval_at:
         overrides["eval_at"] = tuple(args.eval_at)
-    config = MatchingConfig.from_profile(profile, ipc=args.ipc, dataset=args.dataset, **overrides)
+    config = dc_config(profile, args.ipc, args.dataset, **overrides)
     if args.width is not None:
         from gmlib.networks import filter_network_kwargs
 
@@ -121,13 +122,13 @@ def _matching_config(args: argparse.Namespace, profile: Any):
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from gmlib.run.checkpoint import CheckpointError
-    from gmlib.data import DataError
-    from gmlib.methods.dc import distill
-    from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
     from gmlib.book.presets import get_profile
-    from gmlib.runinfo import resolve_device
+    from gmlib.data import DataError
     from gmlib.fileio import check_writable_folder
+    from gmlib.methods.dc import distill
+    from gmlib.run.checkpoint import CheckpointError
+    from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
+    from gmlib.runinfo import resolve_device
     from gmlib.synthetic import check_init, make_provenance, save_synthetic
 
     profile = get_profile(args.profile)
@@ -182,12 +183,11 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from gmlib.augment import dsa_strategy_for
+    from gmlib.book.presets import eval_config, get_profile
     from gmlib.data import DataError, dataset_info
-    from gmlib.evaluate import EvalConfig, evaluate_across_networks, protocol_variant
+    from gmlib.evaluate import evaluate_across_networks, protocol_variant
     from gmlib.fileio import check_writable_folder
-    from gmlib.methods.dc import METHODS, evaluation_augment
-    from gmlib.book.presets import get_profile
+    from gmlib.methods.dc import METHODS
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
     from gmlib.synthetic import check_fits_dataset, load_synthetic
 
@@ -207,15 +207,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.parser.error(str(error))
     except ValueError as error:
         args.parser.error(f"{args.set}: {error}")
-    augment = args.augment
-    if augment == "auto":
-        method = syn.metadata.get("method", "dc")
-        augment = evaluation_augment(syn.dataset, method if method in METHODS else "dc")
-    strategy = {"dsa_strategy": dsa_strategy_for(syn.dataset)} if augment == "dsa" else {}
+    method = syn.metadata.get("method", "dc")
+    explicit = {"augment": args.augment} if args.augment != "auto" else {}  # auto: the papers' for the set
+    if args.epochs is not None:
+        explicit["epochs"] = args.epochs
     try:
-        config = EvalConfig(network_kwargs={"width": args.width or profile.eval_width},
-                            epochs=args.epochs if args.epochs is not None else profile.eval_epochs,
-                            test_size=profile.eval_test_size, augment=augment, **strategy)
+        config = eval_config(profile, syn.dataset, method if method in METHODS else "dc", width=args.width,
+                             **explicit)
         config = protocol_variant(config, args.protocol)
     except ValueError as error:
         args.parser.error(str(error))
@@ -275,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
     from gmlib.eval_config import PROTOCOL_VARIANTS
+    from gmlib.methods.dc import ENGINES, METHODS
+    from gmlib.methods.dc_variants import MATCH_LEVELS
     from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
     from gmlib.methods.inner_loop import INNER_STEP_POLICIES
-    from gmlib.methods.dc_variants import MATCH_LEVELS
-    from gmlib.methods.dc import ENGINES, METHODS
     from gmlib.networks import NETWORK_NAMES
     from gmlib.synthetic import INIT_NAMES
 

@@ -115,6 +115,21 @@ def test_distill_writes_a_set_with_provenance_and_a_history_then_resumes(tmp_pat
     assert gmlib(*other, "--no-resume") == 0
 
 
+def test_distill_takes_its_configuration_from_the_presets(tmp_path) -> None:
+    from gmlib.book.presets import dc_config, get_profile
+
+    profile = get_profile("ci")
+
+    def config(*options: str):
+        args = cli.build_parser().parse_args(["distill", "--dataset", "mnist", "--out", str(tmp_path), *options])
+        return cli._matching_config(args, profile)
+
+    assert config("--iterations", "3") == dc_config(profile, 1, "mnist", iterations=3)
+    dsa = config("--method", "dsa", "--ipc", "10", "--width", "8")
+    assert dsa == dc_config(profile, 10, "mnist", method="dsa", network_kwargs={"width": 8})
+    assert dsa.eval_config.augment == "dsa" and dict(dsa.eval_config.network_kwargs) == {"width": profile.eval_width}
+
+
 def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert gmlib("distill", "--dataset", "mnist", "--method", "dsa", "--profile", "ci", "--iterations", "1",

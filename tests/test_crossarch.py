@@ -12,8 +12,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from fakes import brightness_classes
 
 import gmlib.studies.crossarch as crossarch
+from gmlib.book.presets import dc_config, eval_config
+from gmlib.data import ImageDataset
+from gmlib.evaluate import EvalConfig
+from gmlib.methods.dc import MatchingConfig
 from gmlib.run.checkpoint import CheckpointError
 from gmlib.studies.crossarch import (
     check_network_names,
@@ -21,12 +26,7 @@ from gmlib.studies.crossarch import (
     cross_architecture_matrix,
     source_config,
 )
-from gmlib.data import ImageDataset
-from gmlib.evaluate import EvalConfig
-from gmlib.methods.dc import MatchingConfig
 from gmlib.studies.nas_proxy import Candidate, nas_proxy, rank_correlation
-
-from fakes import brightness_classes
 
 CLASSES, SIZE = 3, 8
 NET = {"width": 8, "depth": 2}
@@ -138,6 +138,12 @@ def test_profile_settings(dataset):
     assert matching.iterations == 10 and evaluation.augment == "mnist" and models == 2
     assert dict(evaluation.network_kwargs) == {"width": 32} and evaluation.epochs == 30
     assert configs_from_profile("ci", "fake")[1].augment == "none"
+    # one path from a profile: the presets' constructors, the same evaluation in both configs
+    assert (matching, evaluation) == (dc_config("ci", 1, "mnist"), eval_config("ci", "mnist"))
+    assert matching.eval_config == evaluation
+    dsa_matching, dsa_evaluation, _ = configs_from_profile("ci", "mnist", method="dsa")
+    assert dsa_matching.method == "dsa" and dsa_evaluation.augment == "dsa"
+    assert dsa_evaluation.dsa_strategy == "color_crop_cutout_scale_rotate"  # digits: no flip
     assert source_config(matching, "lenet").network_kwargs == ()  # LeNet takes no width
     assert source_config(matching, "mlp", per_network_lr_img={}).lr_img == matching.lr_img
 

@@ -18,7 +18,6 @@ from fakes import TINY_NET as NET
 
 import gmlib.methods.dc as matching
 from gmlib.augment import sample_dsa
-from gmlib.book.presets import get_profile
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
 from gmlib.methods.dc import (
@@ -80,16 +79,6 @@ def test_bad_values_raise_value_errors_naming_the_allowed_ones(changes, words) -
         MatchingConfig(**changes)
     for word in words:
         assert word in str(error.value)
-
-
-def test_from_profile_reads_the_budget_and_lets_overrides_win() -> None:
-    profile = get_profile("ci")
-    config = MatchingConfig.from_profile(profile, ipc=10, dataset="mnist", iterations=3)
-    assert config.iterations == 3 and config.batch_real == profile.batch_real
-    assert dict(config.network_kwargs) == {"width": profile.net_width}
-    assert config.eval_models == profile.eval_models and config.eval_config.augment == "mnist"
-    dsa_config = MatchingConfig.from_profile(profile, ipc=1, dataset="fashion-mnist", method="dsa", network="mlp")
-    assert dsa_config.eval_config.augment == "dsa" and dsa_config.network_kwargs == ()
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,7 +1,33 @@
+from pathlib import Path
+
 import pytest
 import torch
 
-from gmlib.book.presets import PROFILE_NAMES, DCSettings, dc_loops, get_profile, resolve_profile_name
+from gmlib.augment import DEFAULT_DSA_STRATEGY
+from gmlib.book.presets import (
+    CHAPTER_BUDGETS,
+    PROFILE_NAMES,
+    SEED002_DISTANCES,
+    SEED002_SETTINGS,
+    BilevelBudget,
+    CrossArchitectureBudget,
+    GenerativeTeachingBudget,
+    HessianBudget,
+    InitialisationBudget,
+    WhatHowWhereBudget,
+    chapter_budget,
+    dc_config,
+    eval_config,
+    get_profile,
+    resolve_profile_name,
+)
+from gmlib.eval_config import EvalConfig
+from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
+from gmlib.methods.dc_config import DCSettings, MatchingConfig, dc_loops
+from gmlib.methods.gtn import GTNConfig
+from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_auto_follows_cuda():
@@ -48,3 +74,264 @@ def test_dc_loops_rejects_bad_ipc(bad):
 def test_dc_settings_match_the_reference():
     s = DCSettings()
     assert (s.iterations, s.batch_real, s.lr_img, s.momentum_img, s.lr_net) == (1000, 256, 0.1, 0.5, 0.01)
+
+
+# ------------------------------------------------------------------------------------------
+# From a profile to a configuration
+# ------------------------------------------------------------------------------------------
+
+
+def test_dc_config_reads_the_budget_and_lets_overrides_win() -> None:
+    profile = get_profile("ci")
+    config = dc_config(profile, 10, "mnist", iterations=3)
+    assert config.iterations == 3 and config.batch_real == profile.batch_real and config.ipc == 10
+    assert dict(config.network_kwargs) == {"width": profile.net_width}
+    assert config.eval_models == profile.eval_models and config.eval_config == eval_config(profile, "mnist")
+    assert config.eval_config.augment == "mnist"
+    dsa_config = dc_config(profile, 1, "fashion-mnist", method="dsa", network="mlp")
+    assert dsa_config.eval_config.augment == "dsa" and dsa_config.network_kwargs == ()
+    assert dsa_config.eval_config.network == "mlp" and dsa_config.eval_config.network_kwargs == ()
+    assert dc_config("ci", 1, "mnist") == dc_config(profile, 1, "mnist")  # a name or a Profile
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        dc_config("huge", 1, "mnist")
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_eval_config_takes_the_profiles_budget(name):
+    profile = get_profile(name)
+    config = eval_config(profile, "mnist")
+    assert isinstance(config, EvalConfig) and config.network == "convnet"
+    assert dict(config.network_kwargs) == {"width": profile.eval_width}
+    assert config.epochs == profile.eval_epochs and config.test_size == profile.eval_test_size
+
+
+@pytest.mark.parametrize("dataset, method, augment, strategy", [
+    ("mnist", "dc", "mnist", DEFAULT_DSA_STRATEGY),  # DC's classic MNIST augmentation
+    ("fashion-mnist", "dc", "none", DEFAULT_DSA_STRATEGY),
+    ("cifar10", "dc", "none", DEFAULT_DSA_STRATEGY),
+    ("svhn", "dc", "none", DEFAULT_DSA_STRATEGY),
+    ("mnist", "dsa", "dsa", "color_crop_cutout_scale_rotate"),  # digits: no flip
+    ("svhn", "dsa", "dsa", "color_crop_cutout_scale_rotate"),
+    ("fashion-mnist", "dsa", "dsa", DEFAULT_DSA_STRATEGY),  # a mirrored shirt is still a shirt
+    ("cifar10", "dsa", "dsa", DEFAULT_DSA_STRATEGY),
+])
+def test_eval_config_picks_the_papers_augmentation(dataset, method, augment, strategy):
+    config = eval_config("ci", dataset, method)
+    assert (config.augment, config.dsa_strategy) == (augment, strategy)
+
+
+def test_eval_config_overrides_win():
+    config = eval_config("ci", "mnist", width=8, epochs=2, test_size=None, augment="none")
+    assert (dict(config.network_kwargs), config.epochs, config.test_size, config.augment) == ({"width": 8}, 2, None, "none")
+    # an explicit DSA augmentation takes the dataset's strategy, unless one is given too
+    assert eval_config("ci", "mnist", augment="dsa").dsa_strategy == "color_crop_cutout_scale_rotate"
+    assert eval_config("ci", "mnist", augment="dsa", dsa_strategy="color").dsa_strategy == "color"
+    assert eval_config("ci", "mnist", network="lenet").network_kwargs == ()  # LeNet takes no width
+    with pytest.raises(ValueError, match="method"):
+        eval_config("ci", "mnist", "gtn")
+
+
+# ------------------------------------------------------------------------------------------
+# The chapters' budgets: the values the chapters' CHAPTER_BUDGET dicts held
+# ------------------------------------------------------------------------------------------
+
+BILEVEL = {
+    "ci": dict(steps=(1, 3, 6), iterations=2, width=16, batch_real=32, eval_models=1, eval_epochs=30),
+    "cpu": dict(steps=(1, 2, 5, 10), iterations=30, width=16, batch_real=128, eval_models=2, eval_epochs=100),
+    "gpu": dict(steps=(1, 2, 5, 10, 20), iterations=200, width=128, batch_real=256, eval_models=5, eval_epochs=None),
+    "paper": dict(steps=(1, 2, 5, 10, 20), iterations=1000, width=128, batch_real=256, eval_models=15,
+                  eval_epochs=None),
+}
+# 03, 05 and 06 start from defaults derived from the profile and take the small profiles' cuts.
+WHAT_HOW_WHERE = {
+    "ci": (dict(iterations=2, eval_models=2, eval_test_size=1000),
+           dict(ipc10_iterations=1, ipc10_loops=(3, 50), distances=("d1", "d1+d2"), settings=("MDA",), per_class_ipc=1,
+                probe_per_class=10)),
+    "cpu": (dict(iterations=10, eval_models=2, eval_test_size=2000),
+            dict(ipc10_iterations=1, ipc10_loops=(10, 50), distances=("d1", "d2", "d1+d2"), settings=SEED002_SETTINGS,
+                 per_class_ipc=10, probe_per_class=None)),
+    "gpu": (dict(iterations=200, eval_models=10, eval_test_size=None),
+            dict(ipc10_iterations=200, ipc10_loops=None, distances=SEED002_DISTANCES, settings=SEED002_SETTINGS,
+                 per_class_ipc=10, probe_per_class=None)),
+    "paper": (dict(iterations=1000, eval_models=100, eval_test_size=None),
+              dict(ipc10_iterations=1000, ipc10_loops=None, distances=SEED002_DISTANCES, settings=SEED002_SETTINGS,
+                   per_class_ipc=10, probe_per_class=None)),
+}
+# 04: paper falls back to gpu.
+_HESSIAN_GPU = dict(iterations=25, outer_loop=10, batch_real=256, convnet_width=128, eval_models=10, test_size=None,
+                    sign_iterations=25, sign_outer=10)
+HESSIAN = {
+    "ci": dict(iterations=1, outer_loop=2, batch_real=16, convnet_width=16, eval_models=1, test_size=500,
+               sign_iterations=3, sign_outer=4),
+    "cpu": dict(iterations=10, outer_loop=10, batch_real=32, convnet_width=32, eval_models=3, test_size=2000,
+                sign_iterations=10, sign_outer=10),
+    "gpu": _HESSIAN_GPU,
+    "paper": _HESSIAN_GPU,
+}
+INITIALISATION = {
+    "ci": (dict(iterations=2, eval_models=1, eval_test_size=1000),
+           dict(ipc10_iterations=1, ipc10_loops=(1, 1), ipc10_eval_start=False)),
+    "cpu": (dict(iterations=20, eval_models=2, eval_test_size=2000),
+            dict(ipc10_iterations=2, ipc10_loops=(10, 10), ipc10_eval_start=True)),
+    "gpu": (dict(iterations=200, eval_models=10, eval_test_size=None),
+            dict(ipc10_iterations=200, ipc10_loops=None, ipc10_eval_start=True)),
+    "paper": (dict(iterations=1000, eval_models=100, eval_test_size=None),
+              dict(ipc10_iterations=1000, ipc10_loops=None, ipc10_eval_start=True)),
+}
+_SMALL_NETWORKS = ("mlp", "convnet", "lenet")
+CROSS_ARCHITECTURE = {
+    "ci": (dict(iterations=2, eval_models=1, eval_test_size=1000),
+           dict(networks=_SMALL_NETWORKS, variants=("lenet_original",), ipc10_iterations=1, ipc10_loops=(1, 1),
+                nas_real_per_class=20, nas_real_epochs=2, nas_models=1)),
+    "cpu": (dict(iterations=20, eval_models=2, eval_test_size=2000),
+            dict(networks=_SMALL_NETWORKS, variants=("lenet_original",), ipc10_iterations=2, ipc10_loops=(10, 10),
+                 nas_real_per_class=200, nas_real_epochs=4, nas_models=2)),
+    "gpu": (dict(iterations=200, eval_models=10, eval_test_size=None),
+            dict(networks=DC_CROSS_ARCH_NETWORKS, variants=("lenet_original", "alexnet_original"), ipc10_iterations=200,
+                 ipc10_loops=None, nas_real_per_class=None, nas_real_epochs=20, nas_models=10)),
+    "paper": (dict(iterations=1000, eval_models=100, eval_test_size=None),
+              dict(networks=DC_CROSS_ARCH_NETWORKS, variants=("lenet_original", "alexnet_original"),
+                   ipc10_iterations=1000, ipc10_loops=None, nas_real_per_class=None, nas_real_epochs=20,
+                   nas_models=100)),
+}
+_TEACHING_GPU = dict(width=128, batch_real=256, gm_iterations=110, outer_loop=10, gm_inner=10, ift_iterations=500,
+                     ift_inner=10, terms=10, eval_models=5, eval_epochs=None, eval_width=128, test_size=None,
+                     ks=(16, 32, 64, 128), cross=("lenet", "alexnet", "vgg11", "mlp"))
+GENERATIVE_TEACHING = {
+    "ci": dict(width=8, batch_real=8, gm_iterations=1, outer_loop=2, gm_inner=2, ift_iterations=2, ift_inner=5,
+               terms=2, eval_models=1, eval_epochs=10, eval_width=8, test_size=500, ks=(16, 64), cross=("mlp",)),
+    "cpu": dict(width=32, batch_real=32, gm_iterations=6, outer_loop=5, gm_inner=5, ift_iterations=25, ift_inner=20,
+                terms=5, eval_models=3, eval_epochs=100, eval_width=32, test_size=2000, ks=(16, 64),
+                cross=("lenet", "mlp")),
+    "gpu": _TEACHING_GPU,
+    "paper": {**_TEACHING_GPU, "ift_iterations": 1080, "eval_models": 15},
+}
+
+
+def profile_fields(profile, names):
+    return {name: getattr(profile, name) for name in names}
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_bilevel_budget_holds_the_chapters_values_and_configs(name):
+    budget = chapter_budget("01", name)
+    assert isinstance(budget, BilevelBudget) and budget.as_dict() == BILEVEL[name]
+    assert budget.profile == get_profile(name)
+    unroll = budget.unroll_config(3, image_init="real", init_mode="fixed")
+    implicit = budget.implicit_config(3)
+    assert isinstance(unroll, UnrollConfig) and isinstance(implicit, ImplicitConfig)
+    for config in (unroll, implicit):
+        assert (config.ipc, config.inner_steps, config.iterations, config.batch_real) == \
+            (10, 3, budget.iterations, budget.batch_real)
+        assert dict(config.network_kwargs) == {"width": budget.width}
+    assert (unroll.image_init, unroll.init_mode) == ("real", "fixed")
+    evaluation = budget.eval_config()
+    assert evaluation.augment == "none" and dict(evaluation.network_kwargs) == {"width": budget.width}
+    assert evaluation.epochs == budget.eval_epochs and evaluation.test_size == budget.profile.eval_test_size
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_what_how_where_budget_holds_the_chapters_values_and_configs(name):
+    cuts, values = WHAT_HOW_WHERE[name]
+    budget = chapter_budget("03", name)
+    assert isinstance(budget, WhatHowWhereBudget) and budget.as_dict() == values
+    assert profile_fields(budget.profile, cuts) == cuts and budget.profile.name == name
+    config = budget.ipc10_config("mnist")
+    assert isinstance(config, MatchingConfig) and config.ipc == 10 and config.iterations == budget.ipc10_iterations
+    assert config.loops == (budget.ipc10_loops or dc_loops(10)) and config.eval_at == (budget.ipc10_iterations,)
+    assert config.eval_models == budget.profile.eval_models
+    assert config.eval_config == eval_config(budget.profile, "mnist")
+    # the chapter's iterations parameter replaces the 1-image runs' iterations only
+    changed = chapter_budget("03", name, iterations=3)
+    assert changed.profile.iterations == 3 and changed.ipc10_iterations == budget.ipc10_iterations
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_hessian_budget_holds_the_chapters_values_and_configs(name):
+    budget = chapter_budget("04", name)
+    assert isinstance(budget, HessianBudget) and budget.as_dict() == HESSIAN[name]
+    assert list(budget.as_dict()) == list(HESSIAN["ci"])  # printed in this order
+    for network in ("convnet", "mlp", "lenet"):
+        config = budget.matching_config(network, distance="mse", hessian_weight=1.0, hessian_loss="real")
+        assert isinstance(config, MatchingConfig) and config.network == network and config.engine == "loop"
+        assert (config.ipc, config.iterations, config.loops, config.batch_real) == \
+            (1, budget.iterations, (budget.outer_loop, 0), budget.batch_real)
+        assert (config.distance, config.hessian_weight, config.hessian_loss) == ("mse", 1.0, "real")
+        assert dict(config.network_kwargs) == budget.network_kwargs(network)
+    assert budget.network_kwargs("convnet") == {"width": budget.convnet_width} and budget.network_kwargs("mlp") == {}
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_initialisation_budget_holds_the_chapters_values_and_configs(name):
+    cuts, values = INITIALISATION[name]
+    budget = chapter_budget("05", name)
+    assert isinstance(budget, InitialisationBudget) and budget.as_dict() == values
+    assert profile_fields(budget.profile, cuts) == cuts
+    config = budget.ipc10_config("fashion-mnist")
+    n = budget.ipc10_iterations
+    assert config.ipc == 10 and config.iterations == n and config.loops == (budget.ipc10_loops or dc_loops(10))
+    assert config.eval_at == ((0, n) if budget.ipc10_eval_start else (n,))
+    assert config.eval_config.augment == "none"  # DC evaluates only MNIST with augmentation
+    assert chapter_budget("05", name, iterations=4).profile.iterations == 4
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_cross_architecture_budget_holds_the_chapters_values_and_configs(name):
+    cuts, values = CROSS_ARCHITECTURE[name]
+    budget = chapter_budget("06", name)
+    assert isinstance(budget, CrossArchitectureBudget) and budget.as_dict() == values
+    assert profile_fields(budget.profile, cuts) == cuts
+    config = budget.ipc10_config("mnist")
+    assert config.ipc == 10 and config.iterations == budget.ipc10_iterations and config.eval_at == ()
+    assert config.loops == (budget.ipc10_loops or dc_loops(10))
+    assert config == dc_config(budget.profile, 1, "mnist").replace(ipc=10, iterations=budget.ipc10_iterations,
+                                                                   **dict(zip(("outer_loop", "inner_loop"),
+                                                                              budget.ipc10_loops or (None, None))))
+    changed = chapter_budget("06", name, iterations=3, networks=["convnet", "mlp"])
+    assert changed.profile.iterations == 3 and changed.networks == ("convnet", "mlp")
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
+    budget = chapter_budget("10", name)
+    assert isinstance(budget, GenerativeTeachingBudget) and budget.as_dict() == GENERATIVE_TEACHING[name]
+    gm, ift = budget.gm_config(64, 10), budget.ift_config(64, 10)
+    assert isinstance(gm, GTNConfig) and isinstance(ift, GTNConfig)
+    assert (gm.objective, gm.k, gm.ipc, gm.iterations, gm.outer_loop, gm.inner_steps, gm.batch_real) == \
+        ("gm", 64, 10, budget.gm_iterations, budget.outer_loop, budget.gm_inner, budget.batch_real)
+    assert ift == gm.replace(objective="ift", iterations=budget.ift_iterations, inner_steps=budget.ift_inner,
+                             neumann_terms=budget.terms)
+    dd = budget.dd_config(10)
+    assert isinstance(dd, MatchingConfig) and dd.loops == (budget.outer_loop, budget.gm_inner)
+    assert dict(dd.network_kwargs) == dict(gm.network_kwargs) == {"width": budget.width}
+    evaluation = budget.eval_config()
+    assert evaluation.augment == "mnist" and dict(evaluation.network_kwargs) == {"width": budget.eval_width}
+    assert (evaluation.epochs, evaluation.test_size) == (budget.eval_epochs, budget.test_size)
+    assert budget.eval_config("lenet").network_kwargs == () and budget.eval_config("lenet").network == "lenet"
+    changed = chapter_budget("10", name, gm_iterations=2, ift_iterations=3)
+    assert (changed.gm_iterations, changed.ift_iterations) == (2, 3)
+
+
+def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
+    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "10"]
+    with pytest.raises(ValueError, match="unknown chapter '02'"):
+        chapter_budget("02", "ci")
+    with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
+        chapter_budget("01", "ci", iterations=3)
+    with pytest.raises(ValueError, match="allowed: 'gm_iterations', 'ift_iterations'"):
+        chapter_budget("10", "ci", iterations=3)
+    budget = chapter_budget("01", "ci")
+    with pytest.raises(ValueError, match="steps must be a non-empty tuple"):
+        budget.replace(steps=())
+    with pytest.raises(ValueError, match="unknown field"):
+        budget.replace(step=(1,))
+    with pytest.raises(ValueError, match="ipc10_loops"):
+        chapter_budget("05", "ci").replace(ipc10_loops=(1,))
+    with pytest.raises(ValueError, match="iterations must be an integer >= 0"):
+        chapter_budget("03", "ci", iterations=-1)
+
+
+def test_no_chapter_defines_a_budget_of_its_own():
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.md")):
+        text = path.read_text()
+        assert "CHAPTER_BUDGET" not in text and ".from_profile(" not in text, path.name

@@ -1,7 +1,10 @@
-"""The hyperparameters of the gradient-matching loop (:class:`MatchingConfig`), validated once.
+"""The hyperparameters of the gradient-matching loop (:class:`MatchingConfig`), validated once, and
+DC's published settings (:class:`DCSettings`, :func:`dc_loops`), written down once.
 
 Kept apart from :mod:`gmlib.methods.dc` so that the loop reads next to the algorithm box while every
-knob, its default (DC's reference value) and its allowed values are listed in one place.
+knob, its default (DC's reference value) and its allowed values are listed in one place. What a
+compute profile affords is not decided here: :func:`gmlib.book.presets.dc_config` builds a
+:class:`MatchingConfig` from a profile.
 """
 
 from __future__ import annotations
@@ -11,23 +14,54 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from gmlib.augment import parse_dsa_strategy
 from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
-from gmlib.augment import dsa_strategy_for, parse_dsa_strategy
 from gmlib.distances import get_distance
 from gmlib.evaluate import EvalConfig
+from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
-from gmlib.methods.dc_variants import MATCH_LEVELS
-from gmlib.networks import check_network_kwargs, filter_network_kwargs
-from gmlib.book.presets import DCSettings, dc_loops
+from gmlib.networks import check_network_kwargs
 from gmlib.synthetic import INIT_NAMES
 
 METHODS = ("dc", "dsa")
 ENGINES = ("auto", "loop", "batched")
 
+# --------------------------------------------------------------------------------------------
+# DC's published settings
+# --------------------------------------------------------------------------------------------
+
+# (outer_loop, inner_loop) of DC by images per class.
+_DC_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
 
 
+def dc_loops(ipc: int) -> tuple[int, int]:
+    """DC's (outer_loop, inner_loop) for ``ipc`` images per class.
 
+    Values between the published ones take the next published row up; above 50 the literature
+    uses (50, 10).
+    """
+    if not isinstance(ipc, int) or ipc < 1:
+        raise ValueError(f"images per class must be an integer >= 1, got {ipc!r}")
+    for published in sorted(_DC_LOOPS):
+        if ipc <= published:
+            return _DC_LOOPS[published]
+    return (50, 10)
+
+
+@dataclass(frozen=True)
+class DCSettings:
+    """Hyperparameters of DC (Zhao et al.) as the reference description gives them."""
+
+    iterations: int = 1000
+    batch_real: int = 256
+    lr_img: float = 0.1
+    momentum_img: float = 0.5
+    lr_net: float = 0.01
+    batch_train: int = 256
+    init: str = "noise"
+    distance: str = "ours"
+    bn_real_per_class: int = 16
 
 
 # lr_img above this multiple of DC's 0.1 warns (see MatchingConfig).
@@ -38,7 +72,7 @@ LR_IMG_WARN_FACTOR = 10
 class MatchingConfig:
     """Hyperparameters of DC/DSA. The defaults are DC's reference settings.
 
-    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`gmlib.book.presets.dc_loops`):
+    ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`dc_loops`):
     ``outer_loop`` image updates per iteration, ``inner_loop`` epochs of network training on the
     synthetic set between them. ``dsa_strategy`` None = the dataset's DSA strategy (method 'dsa'
     only). ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
@@ -182,28 +216,6 @@ class MatchingConfig:
         data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
         data["resolved_loops"] = list(self.loops)
         return data
-
-    @classmethod
-    def from_profile(cls, profile: Any, *, ipc: int, dataset: str | None = None, **overrides: Any) -> "MatchingConfig":
-        """The configuration a compute profile (:func:`gmlib.book.presets.get_profile`) affords.
-
-        The profile sets iterations, batch_real, the ConvNet width and the evaluation budget
-        (models, epochs, test images, width); ``dataset`` (a name) picks the evaluation
-        augmentation (:func:`evaluation_augment`). Keyword ``overrides`` win over everything.
-        """
-        method = overrides.get("method", "dc")
-        network = overrides.get("network", "convnet")
-        augment = "none" if dataset is None else evaluation_augment(dataset, method)
-        strategy = {"dsa_strategy": dsa_strategy_for(dataset)} if augment == "dsa" else {}
-        eval_config = EvalConfig(network=network, network_kwargs=filter_network_kwargs(network, {"width": profile.eval_width}),
-                                 epochs=profile.eval_epochs, test_size=profile.eval_test_size, augment=augment, **strategy)
-        values: dict[str, Any] = dict(
-            ipc=ipc, iterations=profile.iterations, batch_real=profile.batch_real,
-            network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
-            eval_config=eval_config, eval_models=profile.eval_models,
-        )
-        values.update(overrides)
-        return cls(**values)
 
 
 def evaluation_augment(dataset: str, method: str) -> str:

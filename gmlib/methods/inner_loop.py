@@ -2,7 +2,7 @@
 
 After each image update, gradient matching moves the network theta on the current synthetic set
 S, so that the next matching step happens at a point a real training run would visit. DC trains for
-a fixed number of epochs (``inner_loop``, :func:`gmlib.book.presets.dc_loops`); Jiang et al. (seed 002,
+a fixed number of epochs (``inner_loop``, :func:`gmlib.methods.dc_config.dc_loops`); Jiang et al. (seed 002,
 section 3.3) argue that the right place to match next is where training on S starts to overfit,
 and offer two policies (:data:`INNER_STEP_POLICIES`):
 

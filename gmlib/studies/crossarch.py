@@ -25,20 +25,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from gmlib.run.checkpoint import CheckpointError
-from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.evaluate import EvalConfig, evaluate_across_networks
-from gmlib.methods.dc import MatchingConfig, distill, evaluation_augment
+from gmlib.fileio import atomic_write_text, json_ready
+from gmlib.methods.dc import MatchingConfig, distill
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
-from gmlib.book.presets import Profile, get_profile
 from gmlib.progress import progress_bar
+from gmlib.run.checkpoint import CheckpointError
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
+
+if TYPE_CHECKING:  # gmlib.book.presets imports this module (chapter 6's budget names its networks)
+    from gmlib.book.presets import Profile
 
 # The reference code distils with the MLP at lr_img 0.01 (every other network: DC's 0.1).
 REFERENCE_LR_IMG: dict[str, float] = {"mlp": 0.01}
@@ -174,20 +176,16 @@ def configs_from_profile(profile: str | Profile, dataset_name: str, *, ipc: int 
                          method: str = "dc") -> tuple[MatchingConfig, EvalConfig, int]:
     """(matching config, evaluation config, models per cell) that a compute profile affords.
 
-    Distillation: the profile's iterations, batch_real and ConvNet width; evaluation: its epochs,
-    test subset, ConvNet width and models, with the augmentation the papers used for the dataset
-    (:func:`gmlib.methods.dc.evaluation_augment`: DC's MNIST augmentation on MNIST).
+    Distillation: :func:`gmlib.book.presets.dc_config` (the profile's iterations, batch_real and
+    ConvNet width); evaluation: :func:`gmlib.book.presets.eval_config` (its epochs, test subset and
+    ConvNet width, with the augmentation the papers used for the dataset and method: DC's MNIST
+    augmentation on MNIST); models: the profile's.
     """
-    if isinstance(profile, str):
-        profile = get_profile(profile)
-    if not isinstance(profile, Profile):
-        raise ValueError(f"profile must be a profile name or a gmlib.book.presets.Profile, got {profile!r}")
-    matching = MatchingConfig.from_profile(profile, ipc=ipc, dataset=dataset_name, method=method)
-    evaluation = EvalConfig(
-        network_kwargs={"width": profile.eval_width}, epochs=profile.eval_epochs, test_size=profile.eval_test_size,
-        augment=evaluation_augment(dataset_name, method),
-    )
-    return matching, evaluation, profile.eval_models
+    from gmlib.book.presets import as_profile, dc_config, eval_config
+
+    profile = as_profile(profile)
+    return dc_config(profile, ipc, dataset_name, method=method), eval_config(profile, dataset_name, method), \
+        profile.eval_models
 
 
 def _cells_identity(dataset: Any, base: MatchingConfig, eval_config: EvalConfig, num_models: int, seed: int,
