@@ -38,10 +38,19 @@ from typing import Any, Callable
 
 import torch
 
-from gmlib.augment import MNIST_AFFINE, MNIST_REFERENCE, apply_classic, classic_per_image, dsa_strategy_for, sample_classic
-from gmlib.evaluate import EvalConfig, choose_method, evaluate_set, model_seeds, test_accuracy
+from gmlib.augment import (
+    MNIST_AFFINE,
+    MNIST_REFERENCE,
+    apply_classic,
+    classic_per_image,
+    dsa_strategy_for,
+    sample_classic,
+)
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import choose_method, evaluate_set
 from gmlib.networks import get_network
 from gmlib.runinfo import cpu_model, library_versions, resolve_device
+from gmlib.training import model_seeds, test_accuracy
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10
 WHOLE_BATCHES = 1 << 30  # a chunk size no batch reaches: one forward/backward per batch

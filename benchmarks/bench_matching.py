@@ -49,20 +49,15 @@ import torch.nn.functional as F
 
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.methods.dc import (
-    CPU_CHUNK_SIZE,
-    MatchingConfig,
-    distill,
-    matching_loss_backward,
-    real_gradient,
-    resolve_engine,
-)
-from gmlib.methods.inner_loop import train_inner
-from gmlib.randomness import iteration_generator
+from gmlib.methods.dc import distill, matching_loss_backward, resolve_engine
+from gmlib.methods.dc_config import MatchingConfig, dc_loops
 from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
+from gmlib.methods.dc_variants import real_gradient
+from gmlib.methods.inner_loop import train_inner
 from gmlib.networks import get_network
-from gmlib.methods.dc_config import dc_loops
+from gmlib.randomness import iteration_generator
 from gmlib.runinfo import cpu_model, library_versions, resolve_device
+from gmlib.training import CPU_CHUNK_SIZE
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10
 PER_CLASS = 300  # random "training" images per class (enough for batch_real 256)

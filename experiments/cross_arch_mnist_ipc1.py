@@ -23,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from gmlib.studies.crossarch import configs_from_profile, cross_architecture_matrix
-from gmlib.data import load_dataset
 from gmlib.book.presets import PROFILE_NAMES, get_profile
 from gmlib.book.published import CROSS_ARCH_DC_PAPER, CROSS_ARCH_SEED002_TABLE4, CROSS_ARCH_SEED004_TABLE3, lookup
+from gmlib.data import load_dataset
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+from gmlib.studies.crossarch import configs_from_profile, cross_architecture_matrix
 
 DEFAULT_NETWORKS = "mlp,convnet,lenet,alexnet"
 

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from gmlib.data import load_dataset
-from gmlib.evaluate import PROTOCOL_VARIANTS, EvalConfig, evaluate_set, protocol_variant
+from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig, protocol_variant
+from gmlib.evaluate import evaluate_set
 from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.runinfo import describe_hardware, library_versions
 from gmlib.synthetic import git_commit, load_synthetic

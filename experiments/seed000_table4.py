@@ -39,13 +39,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gmlib.data import load_dataset
-from gmlib.evaluate import test_accuracy
-from gmlib.methods.dc import MatchingConfig, distill
-from gmlib.run.loop import DivergenceError
-from gmlib.networks import get_network
 from gmlib.book.published import HESSIAN_SEED000
+from gmlib.data import load_dataset
+from gmlib.methods.dc import distill
+from gmlib.methods.dc_config import MatchingConfig
+from gmlib.networks import get_network
+from gmlib.run.loop import DivergenceError
 from gmlib.runinfo import describe_hardware, library_versions
+from gmlib.training import test_accuracy
 
 NETWORKS = ("convnet", "mlp", "lenet")
 # arm -> (MatchingConfig fields, what it stands for)

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from gmlib.data import load_dataset
-from gmlib.methods.dc import distill
 from gmlib.book.presets import PROFILE_NAMES, dc_config, get_profile
 from gmlib.book.published import ABLATION_SEED002_TABLE3, LEVELS_SEED002_TABLE1
+from gmlib.data import load_dataset
+from gmlib.methods.dc import distill
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
 
 VARIANTS = {

@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig, distill_implicit, distill_unrolled
-from gmlib.data import load_dataset
-from gmlib.evaluate import EvalConfig, evaluate_set
-from gmlib.memory import track_peak_memory
 from gmlib.book.published import BILEVEL_SEED003_TABLE1, GTN_SEED003_TABLE4
+from gmlib.data import load_dataset
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import evaluate_set
+from gmlib.memory import track_peak_memory
+from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig, distill_implicit, distill_unrolled
 from gmlib.runinfo import describe_hardware, library_versions
 
 # Per profile: ConvNet width (distillation and evaluation), real batch, seconds per method,

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import torch
 
-from gmlib.data import load_dataset
-from gmlib.evaluate import EvalConfig, evaluate_set
-from gmlib.methods.gtn import GTNConfig, train_gtn
-from gmlib.methods.dc import MatchingConfig, distill
-from gmlib.memory import track_peak_memory
 from gmlib.book.published import GTN_SEED003_TABLE2, GTN_SEED003_TABLE3, GTN_SEED003_TABLE4, GTN_SEED003_TABLE6
+from gmlib.data import load_dataset
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import evaluate_set
+from gmlib.memory import track_peak_memory
+from gmlib.methods.dc import distill
+from gmlib.methods.dc_config import MatchingConfig
+from gmlib.methods.gtn import GTNConfig, train_gtn
 from gmlib.runinfo import describe_hardware, library_versions
 
 # Budgets: GM takes `outer_loop` teacher updates per iteration, IFT one, so IFT gets more

@@ -185,9 +185,10 @@ def _distill(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.book.presets import eval_config, get_profile
     from gmlib.data import DataError, dataset_info
-    from gmlib.evaluate import evaluate_across_networks, protocol_variant
+    from gmlib.eval_config import protocol_variant
+    from gmlib.evaluate import evaluate_across_networks
     from gmlib.fileio import check_writable_folder
-    from gmlib.methods.dc import METHODS
+    from gmlib.methods.dc_config import METHODS
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
     from gmlib.synthetic import check_fits_dataset, load_synthetic
 
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
     from gmlib.eval_config import PROTOCOL_VARIANTS
-    from gmlib.methods.dc import ENGINES, METHODS
+    from gmlib.methods.dc_config import ENGINES, METHODS
     from gmlib.methods.dc_variants import MATCH_LEVELS
     from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
     from gmlib.methods.inner_loop import INNER_STEP_POLICIES

@@ -43,37 +43,24 @@ from torch import Tensor, nn
 from gmlib.augment import augment
 from gmlib.checks import check_int, is_int
 from gmlib.eval_config import (
-    EPOCHS_WITH_AUGMENTATION,
-    EPOCHS_WITHOUT_AUGMENTATION,
-    LR_DECAY_FACTOR,
-    PROTOCOL_VARIANTS,
     EvalConfig,
     EvalResult,
-    protocol_variant,
 )
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
 from gmlib.progress import progress_bar
 from gmlib.randomness import draw_seed
 from gmlib.runinfo import resolve_device
 from gmlib.training import (
-    CPU_CHUNK_SIZE,
-    GPU_TEST_CHUNK_SIZE,
     apply_schedule,
     epoch_orders,
-    learning_rate_at,
     model_seeds,
     protocol_sgd,
     test_accuracy,
     train_network,
 )
 
-# The protocol's public names, whichever module defines them (one import line for users).
-__all__ = [
-    "CPU_CHUNK_SIZE", "EPOCHS_WITHOUT_AUGMENTATION", "EPOCHS_WITH_AUGMENTATION", "GPU_TEST_CHUNK_SIZE",
-    "LR_DECAY_FACTOR", "PROTOCOL_VARIANTS", "EvalConfig", "EvalResult", "WholeSetResult", "batching_obstacle", "choose_method",
-    "evaluate_across_networks", "evaluate_set", "learning_rate_at", "model_seeds", "protocol_variant", "test_accuracy",
-    "train_network", "train_on_whole_set",
-]
+__all__ = ["WholeSetResult", "batching_obstacle", "choose_method", "evaluate_across_networks", "evaluate_set",
+    "train_on_whole_set"]
 
 # The seed of the fixed test subset (EvalConfig.test_size): the same images for every call.
 _TEST_SUBSET_SEED = 0

@@ -9,12 +9,12 @@ import torch
 
 from gmlib.augment import (
     CLASSIC_OPS,
-    MNIST_AFFINE,
-    MNIST_REFERENCE,
-    ClassicRecipe,
     DEFAULT_DSA_STRATEGY,
     DSA_FAMILIES,
+    MNIST_AFFINE,
+    MNIST_REFERENCE,
     ClassicParams,
+    ClassicRecipe,
     DSATransform,
     apply_classic,
     augment,

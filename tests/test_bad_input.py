@@ -15,18 +15,19 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from fakes import brightness_classes
 
 import gmlib.cli as cli
 import gmlib.synthetic
+from gmlib.book.presets import get_profile
 from gmlib.checks import WrongTypeError
 from gmlib.data import dataset_info
-from gmlib.evaluate import EvalConfig, evaluate_set
-from gmlib.methods.dc import MatchingConfig
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import evaluate_set
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.networks import get_network
-from gmlib.book.presets import get_profile
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import SyntheticSet, check_fits_dataset, class_ordered_labels, init_synthetic, save_synthetic
-from fakes import brightness_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

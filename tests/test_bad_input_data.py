@@ -16,11 +16,17 @@ from typing import Callable
 
 import pytest
 import torch
+from test_data import (
+    MNIST_TEST_COUNTS,
+    MNIST_TRAIN_COUNTS,
+    pinned_download,
+    write_cifar10_archive,
+    write_idx_dataset,
+    write_mnist_wheel,
+)
 
 from gmlib import data
 from gmlib.data import DataError, LocalFilesSource, RawSplits, default_cache_dir, load_dataset, processed_path
-from test_data import (MNIST_TEST_COUNTS, MNIST_TRAIN_COUNTS, pinned_download, write_cifar10_archive,
-                       write_idx_dataset, write_mnist_wheel)
 
 Load = Callable[[], object]
 

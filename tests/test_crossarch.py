@@ -17,8 +17,8 @@ from fakes import brightness_classes
 import gmlib.studies.crossarch as crossarch
 from gmlib.book.presets import dc_config, eval_config
 from gmlib.data import ImageDataset
-from gmlib.evaluate import EvalConfig
-from gmlib.methods.dc import MatchingConfig
+from gmlib.eval_config import EvalConfig
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.run.checkpoint import CheckpointError
 from gmlib.studies.crossarch import (
     check_network_names,

@@ -26,9 +26,20 @@ import torch
 
 import gmlib
 from gmlib import data
-from gmlib.data import (DATASET_NAMES, Checksum, DataError, DownloadSource, ImageDataset,
-                        LocalFilesSource, PipWheelSource, SourceFile, dataset_info, default_sources,
-                        load_dataset, processed_path)
+from gmlib.data import (
+    DATASET_NAMES,
+    Checksum,
+    DataError,
+    DownloadSource,
+    ImageDataset,
+    LocalFilesSource,
+    PipWheelSource,
+    SourceFile,
+    dataset_info,
+    default_sources,
+    load_dataset,
+    processed_path,
+)
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from gmlib.data import ImageDataset
-from gmlib.methods.dc import MatchingConfig, distill
+from gmlib.methods.dc import distill
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.networks import NETWORK_NAMES, network_info
 from gmlib.synthetic import init_synthetic
 

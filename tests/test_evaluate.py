@@ -9,22 +9,11 @@ import pytest
 import torch
 
 from gmlib.augment import MNIST_AFFINE
-from gmlib.evaluate import (
-    PROTOCOL_VARIANTS,
-    EvalConfig,
-    choose_method,
-    evaluate_across_networks,
-    evaluate_set,
-    learning_rate_at,
-    model_seeds,
-    protocol_variant,
-    test_accuracy,
-    train_network,
-    train_on_whole_set,
-)
+from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig, protocol_variant
+from gmlib.evaluate import choose_method, evaluate_across_networks, evaluate_set, train_on_whole_set
 from gmlib.networks import get_network
 from gmlib.randomness import draw_seed
-from gmlib.training import apply_schedule
+from gmlib.training import apply_schedule, learning_rate_at, model_seeds, test_accuracy, train_network
 
 SMALL_CONVNET = EvalConfig(network="convnet", network_kwargs={"width": 8}, epochs=4)
 MLP = EvalConfig(network="mlp", epochs=10)

@@ -11,16 +11,8 @@ import torch
 
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.methods.gtn import (
-    GenerativeTeacher,
-    Generator,
-    GTNConfig,
-    GTNMethod,
-    generator_parameter_count,
-    gm_teacher_backward,
-    ift_teacher_backward,
-    train_gtn,
-)
+from gmlib.methods.gtn import GTNConfig, GTNMethod, gm_teacher_backward, ift_teacher_backward, train_gtn
+from gmlib.methods.gtn_generator import GenerativeTeacher, Generator, generator_parameter_count
 from gmlib.networks import get_network
 from gmlib.run.loop import DivergenceError, RunResult, run
 

@@ -8,7 +8,8 @@ import torch
 from fakes import CLASSES, SIZE, fake_dataset, tiny_dc_config
 from torch import nn
 
-from gmlib.methods.dc import MatchingConfig, distill
+from gmlib.methods.dc import distill
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.inner_loop import (
     INNER_STEP_POLICIES,
     custom_schedule,

@@ -19,13 +19,9 @@ from fakes import TINY_NET as NET
 import gmlib.methods.dc as matching
 from gmlib.augment import sample_dsa
 from gmlib.distances import get_distance
-from gmlib.evaluate import EvalConfig
-from gmlib.methods.dc import (
-    MatchingConfig,
-    distill,
-    freeze_batchnorm_on_real,
-    matching_loss_backward,
-)
+from gmlib.eval_config import EvalConfig
+from gmlib.methods.dc import distill, freeze_batchnorm_on_real, matching_loss_backward
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
 from gmlib.methods.inner_loop import train_inner
 from gmlib.networks import get_network

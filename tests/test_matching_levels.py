@@ -13,7 +13,8 @@ from fakes import CLASSES, SIZE, tiny_dc_config
 from fakes import TINY_NET as NET
 
 from gmlib.distances import get_distance
-from gmlib.methods.dc import MatchingConfig, distill, matching_step_backward, resolve_engine
+from gmlib.methods.dc import distill, matching_step_backward, resolve_engine
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dc_variants import (
     MATCH_LEVELS,
     CurvatureSpec,

@@ -11,8 +11,17 @@ import torch
 
 import gmlib
 from gmlib.data import ImageDataset
-from gmlib.synthetic import (CLASS_MEAN_JITTER, FORMAT_VERSION, INIT_NAMES, SyntheticFileError, SyntheticSet,
-                             init_synthetic, load_synthetic, make_provenance, save_synthetic)
+from gmlib.synthetic import (
+    CLASS_MEAN_JITTER,
+    FORMAT_VERSION,
+    INIT_NAMES,
+    SyntheticFileError,
+    SyntheticSet,
+    init_synthetic,
+    load_synthetic,
+    make_provenance,
+    save_synthetic,
+)
 
 MEAN, STD = (0.2, 0.5, 0.7), (0.1, 0.25, 0.4)
 CLASS_SIZES = (4, 5, 3)  # uneven on purpose: class 2 is the smallest

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gmlib.methods.bilevel import INIT_MODES
+from gmlib.book.presets import PROFILE_NAMES
 from gmlib.checks import WrongTypeError, check_int, check_nonnegative, check_one_of
+from gmlib.methods.bilevel import INIT_MODES
 from gmlib.methods.gtn_generator import MIN_K
 from gmlib.methods.hessian import HESSIAN_LOSSES
 from gmlib.networks import NETWORK_NAMES
-from gmlib.book.presets import PROFILE_NAMES
 
 __all__ = ["CHAPTER_DATASETS", "PARAMETER_NAMES", "check_chapter_parameters"]
 

@@ -47,8 +47,8 @@ from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
 from gmlib.checks import check_one_of, is_int
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
-from gmlib.evaluate import EvalConfig
-from gmlib.methods.dc_config import ENGINES, METHODS, MatchingConfig, evaluation_augment
+from gmlib.eval_config import EvalConfig
+from gmlib.methods.dc_config import ENGINES, MatchingConfig
 from gmlib.methods.dc_variants import (
     CurvatureSpec,
     StepLosses,
@@ -60,17 +60,14 @@ from gmlib.methods.dc_variants import (
 from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.run.history import History
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
 from gmlib.runinfo import resolve_device
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
-__all__ = [
-    "CPU_CHUNK_SIZE", "ENGINES", "METHODS", "DCMethod", "History", "MatchingConfig", "RealBatch",
-    "choose_variant", "dc_iteration", "distill", "evaluation_augment", "freeze_batchnorm_on_real",
-    "matching_loss_backward", "matching_step_backward", "real_gradient", "resolve_engine", "synthetic_gradient",
-]
+__all__ = ["DCMethod", "RealBatch", "batched_step", "choose_variant", "dc_iteration", "distill",
+    "freeze_batchnorm_on_real", "levels_step", "matching_loss_backward", "matching_step_backward", "mixed_step",
+    "resolve_engine", "sample_real", "synthetic_gradient"]
 
 
 

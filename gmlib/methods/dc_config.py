@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from gmlib.augment import parse_dsa_strategy
 from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
-from gmlib.evaluate import EvalConfig
+from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule

@@ -31,7 +31,7 @@ from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.methods.dc import freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.methods.dc_variants import mixed_step_backward
-from gmlib.methods.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator, generator_parameter_count
+from gmlib.methods.gtn_generator import MIN_K, MODES, GenerativeTeacher, Generator
 from gmlib.methods.inner_loop import train_inner
 from gmlib.networks import has_batchnorm, network_info
 from gmlib.randomness import draw_seed
@@ -41,12 +41,8 @@ from gmlib.synthetic import SyntheticSet
 
 OBJECTIVES = ("gm", "ift")
 
-# One import line for users: the generator's module is re-exported here.
-__all__ = [
-    "MIN_K", "MODES", "OBJECTIVES", "GTNConfig", "GTNMethod", "GenerativeTeacher", "Generator",
-    "build_teacher", "generated_set", "generator_parameter_count", "gm_teacher_backward", "ift_teacher_backward",
-    "train_gtn",
-]
+__all__ = ["OBJECTIVES", "GTNConfig", "GTNMethod", "build_teacher", "generated_set", "gm_teacher_backward",
+    "ift_teacher_backward", "train_gtn"]
 
 
 # --------------------------------------------------------------------------------------------

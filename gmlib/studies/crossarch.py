@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from gmlib.evaluate import EvalConfig, evaluate_across_networks
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import evaluate_across_networks
 from gmlib.fileio import atomic_write_text, json_ready
-from gmlib.methods.dc import MatchingConfig, distill
+from gmlib.methods.dc import distill
+from gmlib.methods.dc_config import MatchingConfig
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
 from gmlib.progress import progress_bar
 from gmlib.run.checkpoint import CheckpointError

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gmlib.evaluate import EvalConfig, evaluate_across_networks, train_on_whole_set
+from gmlib.eval_config import EvalConfig
+from gmlib.evaluate import evaluate_across_networks, train_on_whole_set
 from gmlib.fileio import json_ready
 from gmlib.networks import count_parameters, get_network
 from gmlib.progress import progress_bar
