@@ -10,8 +10,8 @@ instance norm), with DSA augmentation (the protocol's 1000-epoch setting):
   in cache-sized chunks of 32 with gradient accumulation) and ``batched`` (all models in one
   vmapped step); a short run (``--epochs``) extrapolated to 1000 epochs;
 * DC's MNIST augmentation of one batch of 256 images: gmlib's batched exact version
-  (:func:`gmlib.augment.classic_augment`), the straightforward per-image loop it equals
-  (:func:`gmlib.augment.classic_per_image`: ``F.interpolate`` and ``scipy.ndimage.rotate`` one
+  (:func:`gmlib.classic_augment.classic_augment`), the straightforward per-image loop it equals
+  (:func:`gmlib.classic_augment.classic_per_image`: ``F.interpolate`` and ``scipy.ndimage.rotate`` one
   image at a time, as DC's code does) and gmlib 0.1's affine approximation;
 * the test pass over 10,000 images per model: gmlib's :func:`gmlib.evaluate.test_accuracy`
   (inference mode, chunks of 32 on CPU), the same with chunks of 1000, and a straightforward
@@ -38,14 +38,8 @@ from typing import Any, Callable
 
 import torch
 
-from gmlib.augment import (
-    MNIST_AFFINE,
-    MNIST_REFERENCE,
-    apply_classic,
-    classic_per_image,
-    dsa_strategy_for,
-    sample_classic,
-)
+from gmlib.classic_augment import MNIST_AFFINE, MNIST_REFERENCE, apply_classic, classic_per_image, sample_classic
+from gmlib.dsa import dsa_strategy_for
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import choose_method, evaluate_set
 from gmlib.networks import get_network

@@ -5,7 +5,8 @@ The layout says what each module is::
     gmlib/                 the substrate every method stands on
         data/              datasets from verified sources (ImageDataset owns sampling)
         networks/          the networks of the literature, by name
-        augment.py         DSA's differentiable augmentations and DC's classic MNIST one
+        augment.py         training augmentation: DSA (dsa.py) or DC's classic MNIST one
+                           (classic_augment.py), with their shared warps (image_warp.py)
         distances.py       gradient distances
         synthetic.py       the synthetic set, its initialisations and its file format
         training.py, eval_config.py, evaluate.py   the evaluation protocol

@@ -10,16 +10,10 @@ from typing import Any, Mapping, NamedTuple
 
 from torch import nn
 
-from gmlib.augment import (
-    CLASSIC_OPS,
-    DEFAULT_DSA_STRATEGY,
-    MNIST_AFFINE,
-    MNIST_REFERENCE,
-    ClassicRecipe,
-    check_augment_kind,
-    parse_dsa_strategy,
-)
+from gmlib.augment import check_augment_kind
 from gmlib.checks import check_fraction, check_int, check_nonnegative, check_positive, is_int
+from gmlib.classic_augment import CLASSIC_OPS, MNIST_AFFINE, MNIST_REFERENCE, ClassicRecipe
+from gmlib.dsa import DEFAULT_DSA_STRATEGY, parse_dsa_strategy
 from gmlib.networks import check_network_kwargs
 
 EPOCHS_WITHOUT_AUGMENTATION = 300
@@ -75,7 +69,7 @@ class EvalConfig:
         check_augment_kind(self.augment)
         parse_dsa_strategy(self.dsa_strategy)
         if not isinstance(self.classic, ClassicRecipe):
-            raise ValueError(f"classic must be a gmlib.augment.ClassicRecipe, got {type(self.classic).__name__}")
+            raise ValueError(f"classic must be a gmlib.classic_augment.ClassicRecipe, got {type(self.classic).__name__}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not isinstance(self.reset_momentum, bool):

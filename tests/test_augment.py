@@ -7,23 +7,25 @@ import dataclasses
 import pytest
 import torch
 
-from gmlib.augment import (
+from gmlib.augment import augment
+from gmlib.classic_augment import (
     CLASSIC_OPS,
-    DEFAULT_DSA_STRATEGY,
-    DSA_FAMILIES,
     MNIST_AFFINE,
     MNIST_REFERENCE,
     ClassicParams,
     ClassicRecipe,
-    DSATransform,
     apply_classic,
-    augment,
     classic_augment,
     classic_per_image,
+    sample_classic,
+)
+from gmlib.dsa import (
+    DEFAULT_DSA_STRATEGY,
+    DSA_FAMILIES,
+    DSATransform,
     dsa,
     dsa_strategy_for,
     parse_dsa_strategy,
-    sample_classic,
     sample_dsa,
 )
 

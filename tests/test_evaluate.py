@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from gmlib.augment import MNIST_AFFINE
+from gmlib.classic_augment import MNIST_AFFINE
 from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig, protocol_variant
 from gmlib.evaluate import choose_method, evaluate_across_networks, evaluate_set, train_on_whole_set
 from gmlib.networks import get_network
@@ -306,7 +306,7 @@ def test_whole_set_and_cross_architecture_helpers() -> None:
         ({"test_size": 0}, "test_size.*0"),
         ({"schedule": "cosine"}, "schedule must be one of reference, halves, got 'cosine'"),
         ({"reset_momentum": "yes"}, "reset_momentum must be True or False.*'yes'"),
-        ({"classic": "reference"}, "classic must be a gmlib.augment.ClassicRecipe, got str"),
+        ({"classic": "reference"}, "classic must be a gmlib.classic_augment.ClassicRecipe, got str"),
     ],
 )
 def test_bad_config_is_refused(changes: dict, message: str) -> None:

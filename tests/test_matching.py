@@ -17,8 +17,8 @@ from fakes import CLASSES, SIZE, STRATEGY, fake_dataset, tiny_dc_config
 from fakes import TINY_NET as NET
 
 import gmlib.methods.dc as matching
-from gmlib.augment import sample_dsa
 from gmlib.distances import get_distance
+from gmlib.dsa import sample_dsa
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc import distill, freeze_batchnorm_on_real, matching_loss_backward
 from gmlib.methods.dc_config import MatchingConfig

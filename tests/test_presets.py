@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmlib.augment import DEFAULT_DSA_STRATEGY
 from gmlib.book.presets import (
     CHAPTER_BUDGETS,
     PROFILE_NAMES,
@@ -21,6 +20,7 @@ from gmlib.book.presets import (
     get_profile,
     resolve_profile_name,
 )
+from gmlib.dsa import DEFAULT_DSA_STRATEGY
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
 from gmlib.methods.dc_config import DCSettings, MatchingConfig, dc_loops

@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from gmlib.augment import dsa_strategy_for
 from gmlib.book.published import DISTANCES_SEED002_TABLE2
 from gmlib.checks import check_int, check_one_of
+from gmlib.dsa import dsa_strategy_for
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
 from gmlib.methods.dc_config import MatchingConfig, evaluation_augment
@@ -200,7 +200,7 @@ def eval_config(profile: str | Profile, dataset: str, method: str = "dc", networ
     The profile sets the epochs (None: the protocol's 300, or 1000 with augmentation), the test
     subset and the ConvNet width (``width`` replaces it; a network without a width ignores it).
     The augmentation is the one the papers used (:func:`gmlib.methods.dc_config.evaluation_augment`):
-    DSA's after DSA, with the dataset's strategy (:func:`gmlib.augment.dsa_strategy_for`: no flip
+    DSA's after DSA, with the dataset's strategy (:func:`gmlib.dsa.dsa_strategy_for`: no flip
     for digits), DC's classic one after DC on MNIST, none otherwise. Keyword ``overrides`` (any
     :class:`~gmlib.eval_config.EvalConfig` field) win; ``augment='dsa'`` among them also takes
     the dataset's strategy unless ``dsa_strategy`` is given too.

@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gmlib.augment import dsa, dsa_strategy_for, sample_dsa
 from gmlib.checks import check_one_of, is_int
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
+from gmlib.dsa import dsa, dsa_strategy_for, sample_dsa
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_config import ENGINES, MatchingConfig
 from gmlib.methods.dc_variants import (

@@ -14,9 +14,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gmlib.augment import parse_dsa_strategy
 from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
 from gmlib.distances import get_distance
+from gmlib.dsa import parse_dsa_strategy
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
