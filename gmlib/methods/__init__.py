@@ -1,4 +1,4 @@
-"""The distillation methods, each a :class:`gmlib.run.loop.loop.Method`: DC and DSA (:mod:`~gmlib.methods.dc`,
+"""The distillation methods, each a :class:`gmlib.run.loop.Method`: DC and DSA (:mod:`~gmlib.methods.dc`,
 with its variants, engines and plain reference), unrolled and implicit bi-level distillation
 (:mod:`~gmlib.methods.bilevel`), generative teaching networks (:mod:`~gmlib.methods.gtn`) and the
 coreset baselines (:mod:`~gmlib.methods.coreset`)."""
