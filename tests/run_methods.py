@@ -8,6 +8,7 @@ iteration and a short sleep in each (so a test can signal it mid-run); exit 143 
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,9 @@ def tiny_method(name: str, iterations: int, seed: int = 0) -> Method:
 
 
 def main(name: str, out_dir: str, iterations: int) -> int:
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
+    # the test sends SIGINT as Ctrl-C in a terminal would, so restore Python's handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)
     method = tiny_method(name, iterations)
     iteration = method.iteration
