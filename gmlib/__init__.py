@@ -14,7 +14,7 @@ The layout says what each module is::
     gmlib/run/             the run scaffold: the loop, its History, its checkpoints
     gmlib/methods/         the distillation methods (DC and DSA, bi-level, GTN, coresets)
     gmlib/studies/         studies built on them (cross-architecture, NAS proxy)
-    gmlib/book/            what the textbook needs (profiles and budgets, published numbers, plots)
+    gmlib/book/            what the textbook needs (profiles, chapter budgets, published numbers, plots)
     gmlib/cli.py           ``python -m gmlib data|distill|evaluate``
 
 Importing gmlib is cheap and never imports torchvision: every module that needs an optional

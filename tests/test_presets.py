@@ -3,9 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmlib.book.presets import (
+from gmlib.book.budgets import (
     CHAPTER_BUDGETS,
-    PROFILE_NAMES,
     SEED002_DISTANCES,
     SEED002_SETTINGS,
     BilevelBudget,
@@ -15,11 +14,8 @@ from gmlib.book.presets import (
     InitialisationBudget,
     WhatHowWhereBudget,
     chapter_budget,
-    dc_config,
-    eval_config,
-    get_profile,
-    resolve_profile_name,
 )
+from gmlib.book.presets import PROFILE_NAMES, dc_config, eval_config, get_profile, resolve_profile_name
 from gmlib.dsa import DEFAULT_DSA_STRATEGY
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig

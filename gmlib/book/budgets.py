@@ -1,0 +1,481 @@
+"""Each chapter's budget per profile: a chapter that runs many distillations cannot afford its
+profile's budget for each of them, so it has its own, as a frozen dataclass whose methods return the
+chapter's ready configurations (built through :mod:`gmlib.book.presets`, the one path from a
+profile to a configuration). :func:`chapter_budget` looks them up by chapter number."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gmlib.book.presets import Profile, as_profile, dc_config, eval_config
+from gmlib.book.published import DISTANCES_SEED002_TABLE2
+from gmlib.checks import check_int, check_one_of
+from gmlib.eval_config import EvalConfig
+from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
+from gmlib.methods.dc_config import MatchingConfig
+from gmlib.methods.gtn import GTNConfig
+from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
+
+# --------------------------------------------------------------------------------------------
+# The chapters' budgets
+# --------------------------------------------------------------------------------------------
+#
+# A chapter that runs many distillations cannot afford its profile's budget for each of them, so
+# it has its own per profile. Each is a frozen dataclass: ``profile`` is the profile the chapter
+# runs at (with the chapter's cuts applied where it makes them), the other fields are the chapter's
+# numbers, and the methods return the chapter's ready configurations. The values live in the
+# ``_..._BUDGETS`` tables below. A profile missing from a table keeps what its class's
+# ``for_profile`` says: chapters 3, 5 and 6 then run the profile's own budget, chapter 4 the gpu row.
+
+# The distances of seed 002's Table 2 and the settings (columns) of its Table 3.
+SEED002_DISTANCES: tuple[str, ...] = tuple(DISTANCES_SEED002_TABLE2)  # d1, d2, d3, 100*d4, d1+d2, d1+d3, d1+100*d4
+SEED002_SETTINGS: tuple[str, ...] = ("dc", "M", "MD", "MDO", "MDA")
+
+
+def _loops(loops: tuple[int, int] | None) -> dict[str, int]:
+    """MatchingConfig fields for (outer_loop, inner_loop); None keeps DC's for the ipc."""
+    return {} if loops is None else dict(outer_loop=loops[0], inner_loop=loops[1])
+
+
+def _check_loops(name: str, loops: Any) -> None:
+    if loops is None:
+        return
+    if not isinstance(loops, tuple) or len(loops) != 2:
+        raise ValueError(f"{name} must be None or a pair (outer_loop, inner_loop), got {loops!r}")
+    check_int(f"{name}[0] (outer_loop)", loops[0], 1)
+    check_int(f"{name}[1] (inner_loop)", loops[1], 0)
+
+
+def _check_names(name: str, values: Any) -> None:
+    if not isinstance(values, tuple) or not values or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name} must be a non-empty tuple of names, got {values!r}")
+
+
+@dataclass(frozen=True)
+class ChapterBudget:
+    """What the chapter budgets share: the profile they belong to, a printable view, a checked copy."""
+
+    chapter: ClassVar[str] = ""
+    profile: Profile = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.profile, Profile):
+            raise ValueError(f"profile must be a gmlib.book.presets.Profile, got {self.profile!r}")
+
+    def _check_counts(self, low: int, *names: str) -> None:
+        for name in names:
+            check_int(name, getattr(self, name), low)
+
+    def _check_optional_counts(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) is not None:
+                check_int(f"{name} (or None)", getattr(self, name), 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The chapter's numbers (every field but ``profile``), in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profile"}
+
+    def replace(self, **changes: Any) -> "ChapterBudget":
+        """A copy with some fields changed (checked again); unknown field names raise a clear error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown} of {type(self).__name__}; allowed: {sorted(known)}")
+        return dataclasses.replace(self, **changes)
+
+
+_BILEVEL_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(steps=(1, 3, 6), iterations=2, width=16, batch_real=32, eval_models=1, eval_epochs=30),
+    "cpu": dict(steps=(1, 2, 5, 10), iterations=30, width=16, batch_real=128, eval_models=2, eval_epochs=100),
+    "gpu": dict(steps=(1, 2, 5, 10, 20), iterations=200, width=128, batch_real=256, eval_models=5, eval_epochs=None),
+    "paper": dict(steps=(1, 2, 5, 10, 20), iterations=1000, width=128, batch_real=256, eval_models=15,
+                  eval_epochs=None),
+}
+
+
+@dataclass(frozen=True)
+class BilevelBudget(ChapterBudget):
+    """Chapter 1 (bi-level: unroll vs IFT on MNIST). Unrolling is expensive, so every profile has
+    its own: the step counts N swept (``steps``), outer steps per point, the distillation ConvNet's
+    width and real batch, and the evaluation (models, epochs; the profile's test subset)."""
+
+    chapter: ClassVar[str] = "01"
+    IPC: ClassVar[int] = 10  # the chapter distils ten images per class
+    steps: tuple[int, ...]
+    iterations: int
+    width: int
+    batch_real: int
+    eval_models: int
+    eval_epochs: int | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.steps, tuple) or not self.steps:
+            raise ValueError(f"steps must be a non-empty tuple of step counts, got {self.steps!r}")
+        for n in self.steps:
+            check_int("each of steps", n, 1)
+        self._check_counts(0, "iterations")
+        self._check_counts(1, "width", "batch_real", "eval_models")
+        self._check_optional_counts("eval_epochs")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile) -> "BilevelBudget":
+        profile = as_profile(profile)
+        return cls(profile=profile, **_BILEVEL_BUDGETS[profile.name])
+
+    def _distill_values(self) -> dict[str, Any]:
+        return dict(ipc=self.IPC, iterations=self.iterations, batch_real=self.batch_real,
+                    network_kwargs={"width": self.width})
+
+    def unroll_config(self, inner_steps: int, **overrides: Any) -> UnrollConfig:
+        """Unroll through ``inner_steps`` steps at this budget; ``overrides`` (e.g. image_init,
+        init_mode) win."""
+        return UnrollConfig(**{**self._distill_values(), "inner_steps": inner_steps, **overrides})
+
+    def implicit_config(self, inner_steps: int, **overrides: Any) -> ImplicitConfig:
+        """IFT after ``inner_steps`` student steps at this budget; ``overrides`` win."""
+        return ImplicitConfig(**{**self._distill_values(), "inner_steps": inner_steps, **overrides})
+
+    def eval_config(self) -> EvalConfig:
+        """The chapter's evaluation: ConvNets of the distillation's width, no augmentation."""
+        return eval_config(self.profile, "mnist", width=self.width, epochs=self.eval_epochs, augment="none")
+
+
+_WHAT_HOW_WHERE_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(profile_changes=dict(iterations=2, eval_models=2), ipc10_iterations=1, ipc10_loops=(3, 50),
+               distances=("d1", "d1+d2"), settings=("MDA",), per_class_ipc=1, probe_per_class=10),
+    "cpu": dict(profile_changes=dict(iterations=10, eval_models=2, eval_test_size=2000), ipc10_iterations=1,
+                ipc10_loops=(10, 50), distances=("d1", "d2", "d1+d2"), settings=SEED002_SETTINGS),
+}
+
+
+@dataclass(frozen=True)
+class WhatHowWhereBudget(ChapterBudget):
+    """Chapter 3 (what, how and where to match). The chapter runs many distillations, so the small
+    profiles cut the profile itself (fewer iterations and models; at ``ci`` 3 outer steps instead
+    of DC's 10 at ten images per class, so the schedule zeta(t) only reaches t = 1). ``distances``
+    and ``settings`` are the rows of seed 002's Tables 2 and 3 that are run; ``per_class_ipc`` the
+    images per class of the per-class-vs-not comparison (Medvedev and D'yakonov used 10);
+    ``probe_per_class`` the real images per class of the gradient-norm and real-loss demonstrations
+    (None: the whole real batch). gpu and paper: the profile's whole budget for every cell."""
+
+    chapter: ClassVar[str] = "03"
+    ipc10_iterations: int
+    ipc10_loops: tuple[int, int] | None
+    distances: tuple[str, ...]
+    settings: tuple[str, ...]
+    per_class_ipc: int
+    probe_per_class: int | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(0, "ipc10_iterations")
+        self._check_counts(1, "per_class_ipc")
+        self._check_optional_counts("probe_per_class")
+        _check_loops("ipc10_loops", self.ipc10_loops)
+        _check_names("distances", self.distances)
+        _check_names("settings", self.settings)
+        for name in self.settings:
+            check_one_of("each of settings", name, SEED002_SETTINGS)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, iterations: int | None = None) -> "WhatHowWhereBudget":
+        """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
+        iterations of the one-image-per-class runs."""
+        profile = as_profile(profile)
+        values: dict[str, Any] = dict(profile_changes={}, ipc10_iterations=profile.iterations, ipc10_loops=None,
+                                      distances=SEED002_DISTANCES, settings=SEED002_SETTINGS, per_class_ipc=10,
+                                      probe_per_class=None)
+        values.update(_WHAT_HOW_WHERE_BUDGETS.get(profile.name, {}))
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            profile = profile.replace(iterations=iterations)
+        return cls(profile=profile, **values)
+
+    def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DC at ten images per class with this budget's iterations and loops, evaluated at its end."""
+        values = dict(iterations=self.ipc10_iterations, eval_at=(self.ipc10_iterations,), **_loops(self.ipc10_loops))
+        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+
+
+_HESSIAN_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(iterations=1, outer_loop=2, batch_real=16, convnet_width=16, eval_models=1, test_size=500,
+               sign_iterations=3, sign_outer=4),
+    "cpu": dict(iterations=10, outer_loop=10, batch_real=32, convnet_width=32, eval_models=3, test_size=2000,
+                sign_iterations=10, sign_outer=10),
+    "gpu": dict(iterations=25, outer_loop=10, batch_real=256, convnet_width=128, eval_models=10, test_size=None,
+                sign_iterations=25, sign_outer=10),
+}
+
+
+@dataclass(frozen=True)
+class HessianBudget(ChapterBudget):
+    """Chapter 4 (Hessian terms). Seed 000's loop: a fresh network every iteration, ``outer_loop``
+    image updates on it, no network training in between; ``sign_iterations`` x ``sign_outer``
+    steps of the curvature-sign measurement; ``eval_models`` models of seed 000's own evaluation on
+    ``test_size`` test images (None: all). The small profiles shorten it; gpu (and paper, which
+    falls back to gpu) run seed 000's own budget."""
+
+    chapter: ClassVar[str] = "04"
+    FALLBACK: ClassVar[str] = "gpu"
+    iterations: int
+    outer_loop: int
+    batch_real: int
+    convnet_width: int
+    eval_models: int
+    test_size: int | None
+    sign_iterations: int
+    sign_outer: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(0, "iterations")
+        self._check_counts(1, "outer_loop", "batch_real", "convnet_width", "eval_models", "sign_iterations",
+                           "sign_outer")
+        self._check_optional_counts("test_size")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile) -> "HessianBudget":
+        profile = as_profile(profile)
+        return cls(profile=profile, **_HESSIAN_BUDGETS.get(profile.name, _HESSIAN_BUDGETS[cls.FALLBACK]))
+
+    def network_kwargs(self, network: str) -> dict[str, Any]:
+        """The keywords of ``network``: the budget's width for the ConvNet, none for the others."""
+        return {"width": self.convnet_width} if network == "convnet" else {}
+
+    def matching_config(self, network: str, **overrides: Any) -> MatchingConfig:
+        """Seed 000's loop on ``network`` at one image per class (the loop engine, which every
+        curvature term runs on); ``overrides`` (distance, hessian_weight, ...) win."""
+        values = dict(ipc=1, iterations=self.iterations, outer_loop=self.outer_loop, inner_loop=0,
+                      batch_real=self.batch_real, network=network, network_kwargs=self.network_kwargs(network),
+                      engine="loop")
+        return MatchingConfig(**{**values, **overrides})
+
+
+_INITIALISATION_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(profile_changes=dict(iterations=2, eval_models=1), ipc10_iterations=1, ipc10_loops=(1, 1),
+               ipc10_eval_start=False),
+    "cpu": dict(profile_changes=dict(iterations=20, eval_models=2, eval_test_size=2000), ipc10_iterations=2,
+                ipc10_loops=(10, 10)),
+}
+
+
+@dataclass(frozen=True)
+class InitialisationBudget(ChapterBudget):
+    """Chapter 5 (initialisation). The chapter runs eight distillations, so the small profiles cut
+    the profile itself (fewer iterations, cpu: the 20 of seed 000; fewer evaluation models; a fixed
+    2,000-image test subset at cpu) and the run at ten images per class (``ipc10_eval_start``:
+    whether that run is also evaluated at its start)."""
+
+    chapter: ClassVar[str] = "05"
+    ipc10_iterations: int
+    ipc10_loops: tuple[int, int] | None
+    ipc10_eval_start: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(0, "ipc10_iterations")
+        _check_loops("ipc10_loops", self.ipc10_loops)
+        if not isinstance(self.ipc10_eval_start, bool):
+            raise ValueError(f"ipc10_eval_start must be True or False, got {self.ipc10_eval_start!r}")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, iterations: int | None = None) -> "InitialisationBudget":
+        """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
+        iterations of the one-image-per-class runs."""
+        profile = as_profile(profile)
+        values: dict[str, Any] = dict(profile_changes={}, ipc10_iterations=profile.iterations, ipc10_loops=None,
+                                      ipc10_eval_start=True)
+        values.update(_INITIALISATION_BUDGETS.get(profile.name, {}))
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            profile = profile.replace(iterations=iterations)
+        return cls(profile=profile, **values)
+
+    def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DC at ten images per class with this budget's iterations and loops, evaluated at its end
+        (and at its start when ``ipc10_eval_start``)."""
+        n = self.ipc10_iterations
+        values = dict(iterations=n, eval_at=(0, n) if self.ipc10_eval_start else (n,), **_loops(self.ipc10_loops))
+        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+
+
+_CROSS_ARCHITECTURE_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(profile_changes=dict(iterations=2, eval_models=1), networks=("mlp", "convnet", "lenet"),
+               variants=("lenet_original",), ipc10_iterations=1, ipc10_loops=(1, 1),
+               nas_real_per_class=20, nas_real_epochs=2, nas_models=1),
+    "cpu": dict(profile_changes=dict(iterations=20, eval_models=2, eval_test_size=2000),
+                networks=("mlp", "convnet", "lenet"), variants=("lenet_original",), ipc10_iterations=2,
+                ipc10_loops=(10, 10), nas_real_per_class=200, nas_real_epochs=4, nas_models=2),
+}
+
+
+@dataclass(frozen=True)
+class CrossArchitectureBudget(ChapterBudget):
+    """Chapter 6 (networks and cross-architecture generalisation). A whole matrix of distillations
+    and evaluations, so the small profiles cut the profile itself and run a 3x3 corner
+    (``networks``), one of the original-style ``variants``, a cut-down run at ten images per class
+    and a small NAS search (real images per class, None: all; epochs and models of the real
+    training). gpu and paper: DC's six networks and the profile's budget."""
+
+    chapter: ClassVar[str] = "06"
+    networks: tuple[str, ...]
+    variants: tuple[str, ...]
+    ipc10_iterations: int
+    ipc10_loops: tuple[int, int] | None
+    nas_real_per_class: int | None
+    nas_real_epochs: int
+    nas_models: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_names("networks", self.networks)
+        _check_names("variants", self.variants)
+        self._check_counts(0, "ipc10_iterations")
+        self._check_counts(1, "nas_real_epochs", "nas_models")
+        self._check_optional_counts("nas_real_per_class")
+        _check_loops("ipc10_loops", self.ipc10_loops)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, iterations: int | None = None,
+                    networks: Any = None) -> "CrossArchitectureBudget":
+        """The budget at ``profile``; the chapter's parameters ``iterations`` (distillation
+        iterations per network) and ``networks`` (the matrix's rows and columns) replace the
+        budget's when given."""
+        profile = as_profile(profile)
+        values: dict[str, Any] = dict(
+            profile_changes={}, networks=DC_CROSS_ARCH_NETWORKS, variants=("lenet_original", "alexnet_original"),
+            ipc10_iterations=profile.iterations, ipc10_loops=None, nas_real_per_class=profile.whole_set_per_class,
+            nas_real_epochs=profile.whole_set_epochs, nas_models=profile.eval_models,
+        )
+        values.update(_CROSS_ARCHITECTURE_BUDGETS.get(profile.name, {}))
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            profile = profile.replace(iterations=iterations)
+        if networks is not None:
+            values["networks"] = tuple(networks)
+        return cls(profile=profile, **values)
+
+    def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DC at ten images per class with this budget's iterations and loops (the matrix
+        evaluates the sets itself)."""
+        values = dict(iterations=self.ipc10_iterations, **_loops(self.ipc10_loops))
+        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+
+
+_GENERATIVE_TEACHING_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(width=8, batch_real=8, gm_iterations=1, outer_loop=2, gm_inner=2, ift_iterations=2,
+               ift_inner=5, terms=2, eval_models=1, eval_epochs=10, eval_width=8, test_size=500,
+               ks=(16, 64), cross=("mlp",)),
+    "cpu": dict(width=32, batch_real=32, gm_iterations=6, outer_loop=5, gm_inner=5, ift_iterations=25,
+                ift_inner=20, terms=5, eval_models=3, eval_epochs=100, eval_width=32, test_size=2000,
+                ks=(16, 64), cross=("lenet", "mlp")),
+    "gpu": dict(width=128, batch_real=256, gm_iterations=110, outer_loop=10, gm_inner=10, ift_iterations=500,
+                ift_inner=10, terms=10, eval_models=5, eval_epochs=None, eval_width=128, test_size=None,
+                ks=(16, 32, 64, 128), cross=("lenet", "alexnet", "vgg11", "mlp")),
+    "paper": dict(width=128, batch_real=256, gm_iterations=110, outer_loop=10, gm_inner=10, ift_iterations=1080,
+                  ift_inner=10, terms=10, eval_models=15, eval_epochs=None, eval_width=128, test_size=None,
+                  ks=(16, 32, 64, 128), cross=("lenet", "alexnet", "vgg11", "mlp")),
+}
+
+
+@dataclass(frozen=True)
+class GenerativeTeachingBudget(ChapterBudget):
+    """Chapter 10 (generative teaching networks). Eight teachers, so every profile has its own:
+    the students' ConvNet width and real batch, GM iterations x (``outer_loop`` teacher updates,
+    ``gm_inner`` student steps), IFT iterations x (``ift_inner`` student steps, ``terms`` Neumann
+    terms), the evaluation (models, epochs, ConvNet width, test images; None: all), the generator
+    sizes ``ks`` of the k sweep and the networks ``cross`` of the cross-architecture table.
+    gpu and paper take seed 003's values."""
+
+    chapter: ClassVar[str] = "10"
+    width: int
+    batch_real: int
+    gm_iterations: int
+    outer_loop: int
+    gm_inner: int
+    ift_iterations: int
+    ift_inner: int
+    terms: int
+    eval_models: int
+    eval_epochs: int | None
+    eval_width: int
+    test_size: int | None
+    ks: tuple[int, ...]
+    cross: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(0, "gm_iterations", "ift_iterations", "gm_inner", "ift_inner", "terms")
+        self._check_counts(1, "width", "batch_real", "outer_loop", "eval_models", "eval_width")
+        self._check_optional_counts("eval_epochs", "test_size")
+        if not isinstance(self.ks, tuple) or not self.ks:
+            raise ValueError(f"ks must be a non-empty tuple of generator sizes, got {self.ks!r}")
+        for k in self.ks:
+            check_int("each of ks", k, 1)
+        _check_names("cross", self.cross)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, gm_iterations: int | None = None,
+                    ift_iterations: int | None = None) -> "GenerativeTeachingBudget":
+        """The budget at ``profile``; the chapter's parameters ``gm_iterations`` and
+        ``ift_iterations`` replace the budget's when given."""
+        profile = as_profile(profile)
+        values = dict(_GENERATIVE_TEACHING_BUDGETS[profile.name])
+        if gm_iterations is not None:
+            values["gm_iterations"] = gm_iterations
+        if ift_iterations is not None:
+            values["ift_iterations"] = ift_iterations
+        return cls(profile=profile, **values)
+
+    def gm_config(self, k: int, ipc: int, **overrides: Any) -> GTNConfig:
+        """A generator of size ``k`` trained by gradient matching at ``ipc`` images per class."""
+        values = dict(objective="gm", k=k, ipc=ipc, iterations=self.gm_iterations, outer_loop=self.outer_loop,
+                      inner_steps=self.gm_inner, batch_real=self.batch_real, network_kwargs={"width": self.width})
+        return GTNConfig(**{**values, **overrides})
+
+    def ift_config(self, k: int, ipc: int, **overrides: Any) -> GTNConfig:
+        """The same generator trained by implicit differentiation (one teacher update per iteration)."""
+        changes = dict(objective="ift", iterations=self.ift_iterations, inner_steps=self.ift_inner,
+                       neumann_terms=self.terms)
+        return self.gm_config(k, ipc).replace(**{**changes, **overrides})
+
+    def dd_config(self, ipc: int, **overrides: Any) -> MatchingConfig:
+        """Free pixels (GM + DD, DC's own loop) with the GM teachers' budget."""
+        values = dict(ipc=ipc, iterations=self.gm_iterations, outer_loop=self.outer_loop, inner_loop=self.gm_inner,
+                      batch_real=self.batch_real, network_kwargs={"width": self.width})
+        return MatchingConfig(**{**values, **overrides})
+
+    def eval_config(self, network: str = "convnet") -> EvalConfig:
+        """Students ``network`` (the ConvNet at ``eval_width``) trained with DC's MNIST augmentation,
+        which Medvedev and D'yakonov's Tables II-IV use."""
+        return eval_config(self.profile, "mnist", network=network, width=self.eval_width, epochs=self.eval_epochs,
+                           test_size=self.test_size, augment="mnist")
+
+
+CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
+    budget.chapter: budget
+    for budget in (BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget, CrossArchitectureBudget,
+                   GenerativeTeachingBudget)
+}
+
+
+def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
+    """The budget of ``chapter`` ('01', '03', '04', '05', '06' or '10') at ``profile`` (a name or a
+    :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
+
+    ``parameters`` are the chapter's own papermill parameters that change its budget (03 and 05:
+    ``iterations``; 06: ``iterations``, ``networks``; 10: ``gm_iterations``, ``ift_iterations``);
+    None keeps the budget's value.
+    """
+    check_one_of("chapter", chapter, tuple(CHAPTER_BUDGETS))
+    budget = CHAPTER_BUDGETS[chapter]
+    allowed = [p.name for p in inspect.signature(budget.for_profile).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(parameters) - set(allowed))
+    if unknown:
+        raise ValueError(f"chapter {chapter}'s budget takes no parameter {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(map(repr, allowed)) or 'none'}")
+    return budget.for_profile(profile, **parameters)
