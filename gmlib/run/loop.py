@@ -393,7 +393,8 @@ def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, e
                                                   sum(history.seconds)))
 
     bar = progress_bar(config.iterations, method.name, enabled=progress, initial=start, leave=True)
-    last_good = {"completed": start, "state": _to_cpu(method.state_dict())}
+    # Only a run with a folder keeps a copy of the last completed state (what a stop writes).
+    last_good = {"completed": start, "state": _to_cpu(method.state_dict()) if path is not None else None}
     last_saved = time.monotonic()
     stopped: BaseException | None = None
     with sigterm_as_interrupt():
@@ -408,12 +409,12 @@ def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, e
                     with global_rng_from(generator):
                         step = method.iteration(it, generator)
                     seconds = time.perf_counter() - began
-                    snapshot = {"completed": it + 1, "state": _to_cpu(method.state_dict())}
-                    if not _all_finite(snapshot["state"]):
+                    state = method.state_dict()
+                    if not _all_finite(state):
                         raise DivergenceError("the learned state", math.nan, it, method.divergence_hint)
                     losses = step.losses.reshape(-1).tolist() if isinstance(step.losses, Tensor) else step.losses
                     history.append(losses, seconds, step.extras)
-                    last_good = snapshot
+                    last_good = {"completed": it + 1, "state": _to_cpu(state) if path is not None else None}
                     maybe_evaluate(it + 1)
                     due = (checkpoint_every and (it + 1) % checkpoint_every == 0
                            or time.monotonic() - last_saved >= checkpoint_seconds)
