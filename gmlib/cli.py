@@ -95,23 +95,35 @@ def _data(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _matching_config(args: argparse.Namespace, profile: Any):
-    """The profile's configuration (:func:`gmlib.book.presets.dc_config`) with every explicit option
-    applied on top."""
-    from gmlib.book.presets import dc_config
+# Options of gradient matching only: given with --method dm they are refused, not ignored.
+_MATCHING_ONLY = ("distance", "engine", "match_level", "level_weight", "per_class", "inner_steps", "hessian_weight",
+                  "hessian_kind", "hessian_loss", "outer_loop", "inner_loop")
 
-    overrides: dict[str, Any] = {"method": args.method, "init": args.init, "network": args.network,
-                                 "distance": args.distance, "engine": args.engine,
-                                 "checkpoint_every": args.checkpoint_every, "match_level": args.match_level,
-                                 "level_weight": args.level_weight, "per_class": args.per_class,
-                                 "inner_steps": args.inner_steps, "hessian_weight": args.hessian_weight,
-                                 "hessian_kind": args.hessian_kind, "hessian_loss": args.hessian_loss}
+
+def _distill_config(args: argparse.Namespace, profile: Any):
+    """The profile's configuration for the method (:func:`gmlib.book.presets.dc_config` or
+    :func:`~gmlib.book.presets.dm_config`) with every explicit option applied on top."""
+    from gmlib.book.presets import dc_config, dm_config
+
+    overrides: dict[str, Any] = {"network": args.network, "checkpoint_every": args.checkpoint_every}
     optional = {"iterations": args.iterations, "batch_real": args.batch_real, "lr_img": args.lr_img,
-                "outer_loop": args.outer_loop, "inner_loop": args.inner_loop, "eval_models": args.eval_models}
+                "eval_models": args.eval_models, "init": args.init}
+    if args.method == "dm":
+        given = [name for name in _MATCHING_ONLY if getattr(args, name) != args.parser.get_default(name)]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is an option of gradient matching (--method dc or dsa), "
+                             f"not of --method dm")
+    else:
+        overrides.update(method=args.method, distance=args.distance, engine=args.engine,
+                         match_level=args.match_level, level_weight=args.level_weight, per_class=args.per_class,
+                         inner_steps=args.inner_steps, hessian_weight=args.hessian_weight,
+                         hessian_kind=args.hessian_kind, hessian_loss=args.hessian_loss)
+        optional.update(outer_loop=args.outer_loop, inner_loop=args.inner_loop)
     overrides.update({key: value for key, value in optional.items() if value is not None})
     if args.eval_at:
         overrides["eval_at"] = tuple(args.eval_at)
-    config = dc_config(profile, args.ipc, args.dataset, **overrides)
+    build = dm_config if args.method == "dm" else dc_config
+    config = build(profile, args.ipc, args.dataset, **overrides)
     if args.width is not None:
         from gmlib.networks import filter_network_kwargs
 
@@ -126,6 +138,7 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.data import DataError
     from gmlib.fileio import check_writable_folder
     from gmlib.methods.dc import distill
+    from gmlib.methods.dm import distill_dm
     from gmlib.run.checkpoint import CheckpointError
     from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
     from gmlib.runinfo import resolve_device
@@ -133,7 +146,7 @@ def _distill(args: argparse.Namespace) -> int:
 
     profile = get_profile(args.profile)
     try:
-        config = _matching_config(args, profile)
+        config = _distill_config(args, profile)
         device = resolve_device(args.device or profile.device)
         check_writable_folder(args.out)  # before the run, not after it
     except ValueError as error:
@@ -151,8 +164,9 @@ def _distill(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     try:
-        result = distill(dataset, config, seed=args.seed, device=device, out_dir=out,
-                         resume=args.resume, progress=args.progress)
+        run_distillation = distill_dm if args.method == "dm" else distill
+        result = run_distillation(dataset, config, seed=args.seed, device=device, out_dir=out,
+                                  resume=args.resume, progress=args.progress)
     except (CheckpointError, DivergenceError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -165,11 +179,11 @@ def _distill(args: argparse.Namespace) -> int:
     history = result.history
     extra = {"dataset": args.dataset, "ipc": args.ipc, "config": config.as_dict(), "device": str(device),
              "distill_seconds": sum(history.seconds), "resumed_at": list(history.resumed_at)}
-    provenance = make_provenance(config.method, profile.name, args.seed, config.iterations, seconds, extra, device=device)
+    provenance = make_provenance(args.method, profile.name, args.seed, config.iterations, seconds, extra, device=device)
     set_path = save_synthetic(result.synthetic, out / "synthetic.pt", provenance=provenance)
     history_path = history.save_json(out / "history.json")
     final = f"final loss {history.mean_losses()[-1]:.4f}, " if history.losses else ""
-    print(f"{config.method} on {args.dataset}, ipc {args.ipc}, profile {profile.name}, seed {args.seed}: "
+    print(f"{args.method} on {args.dataset}, ipc {args.ipc}, profile {profile.name}, seed {args.seed}: "
           f"{history.completed} iterations, {final}{seconds:.1f} s on {device}")
     for evaluation in history.evaluations:
         print(f"  after {evaluation.iteration} iterations: {evaluation}")
@@ -185,10 +199,9 @@ def _distill(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.book.presets import eval_config, get_profile
     from gmlib.data import DataError, dataset_info
-    from gmlib.eval_config import protocol_variant
+    from gmlib.eval_config import DISTILLATION_METHODS, protocol_variant
     from gmlib.evaluate import evaluate_across_networks
     from gmlib.fileio import check_writable_folder
-    from gmlib.methods.dc_config import METHODS
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
     from gmlib.synthetic import check_fits_dataset, load_synthetic
 
@@ -213,7 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         explicit["epochs"] = args.epochs
     try:
-        config = eval_config(profile, syn.dataset, method if method in METHODS else "dc", width=args.width,
+        config = eval_config(profile, syn.dataset, method if method in DISTILLATION_METHODS else "dc", width=args.width,
                              **explicit)
         config = protocol_variant(config, args.protocol)
     except ValueError as error:
@@ -293,21 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(run=_data)
 
     distill = commands.add_parser(
-        "distill", help="learn a synthetic set by gradient matching (DC or DSA)",
-        description="Learn IPC images per class of DATASET by gradient matching and write OUT/synthetic.pt "
+        "distill", help="learn a synthetic set by gradient matching (DC, DSA) or distribution matching (DM)",
+        description="Learn IPC images per class of DATASET by gradient matching (dc, dsa) or distribution matching "
+                    "(dm) and write OUT/synthetic.pt "
                     "(with provenance) and OUT/history.json. The run checkpoints into OUT/checkpoint.pt every minute; "
                     "rerunning the same command resumes it (Ctrl-C and SIGTERM save the last completed "
                     "iteration), and rerunning with more --iterations extends it.")
     distill.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset to distill")
     distill.add_argument("--ipc", type=_int_at_least(1), default=1, help="images per class (default: %(default)s)")
-    distill.add_argument("--method", default="dc", choices=METHODS,
-                         help="dc = gradient matching; dsa = with differentiable Siamese augmentation "
-                              "(default: %(default)s)")
+    distill.add_argument("--method", default="dc", choices=METHODS + ("dm",),
+                         help="dc = gradient matching; dsa = with differentiable Siamese augmentation; dm = "
+                              "distribution matching (default: %(default)s)")
     distill.add_argument("--out", required=True, help="output directory (created if needed)")
     distill.add_argument("--iterations", type=_int_at_least(0), default=None,
                          help="outer iterations, each with a fresh network (default: the profile's; paper 1000)")
-    distill.add_argument("--init", default="noise", choices=INIT_NAMES,
-                         help="how the synthetic images start (default: %(default)s)")
+    distill.add_argument("--init", default=None, choices=INIT_NAMES,
+                         help="how the synthetic images start (default: the method's: noise for dc and dsa, "
+                              "real for dm)")
     distill.add_argument("--network", default="convnet", choices=NETWORK_NAMES, metavar="NETWORK",
                          help=f"network whose gradients are matched, from: {', '.join(NETWORK_NAMES)} "
                               "(default: %(default)s)")
@@ -319,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"gradient distance: one of {', '.join(DISTANCE_NAMES)} or a weighted sum such as "
                               "'d1+0.1*d2' (default: %(default)s)")
     distill.add_argument("--lr-img", type=_positive_float, default=None,
-                         help="learning rate of the images (default: 0.1; the reference uses 0.01 for mlp)")
+                         help="learning rate of the images (default: 0.1 for dc and dsa, the reference uses 0.01 for "
+                              "mlp; 1 for dm)")
     distill.add_argument("--outer-loop", type=_int_at_least(1), default=None,
                          help="image updates per iteration (default: DC's value for IPC)")
     distill.add_argument("--inner-loop", type=_int_at_least(0), default=None,

@@ -11,7 +11,7 @@ from typing import Any, Mapping, NamedTuple
 from torch import nn
 
 from gmlib.augment import check_augment_kind
-from gmlib.checks import check_fraction, check_int, check_nonnegative, check_positive, is_int
+from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
 from gmlib.classic_augment import CLASSIC_OPS, MNIST_AFFINE, MNIST_REFERENCE, ClassicRecipe
 from gmlib.dsa import DEFAULT_DSA_STRATEGY, parse_dsa_strategy
 from gmlib.networks import check_network_kwargs
@@ -172,3 +172,20 @@ class EvalResult:
             f"({self.config.num_epochs} epochs, augment {self.config.augment}, seed {self.seed}, "
             f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method})"
         )
+
+
+# The methods whose published evaluations this protocol reproduces, and the augmentation each
+# paper trained its evaluation networks with (None: DC's, which depends on the dataset).
+DISTILLATION_METHODS = ("dc", "dsa", "dm", "mtt")
+_PAPER_EVAL_AUGMENT = {"dc": None, "dsa": "dsa", "dm": "dsa", "mtt": "dsa"}
+
+
+def evaluation_augment(dataset: str, method: str) -> str:
+    """The evaluation augmentation the papers used: 'dsa' after DSA, DM and MTT (their papers
+    evaluate with DSA's augmentation), DC's classic 'mnist' augmentation for MNIST after DC, none
+    otherwise."""
+    check_one_of("method", method, DISTILLATION_METHODS)
+    augment = _PAPER_EVAL_AUGMENT[method]
+    if augment is not None:
+        return augment
+    return "mnist" if dataset.lower() == "mnist" else "none"

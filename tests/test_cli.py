@@ -116,18 +116,41 @@ def test_distill_writes_a_set_with_provenance_and_a_history_then_resumes(tmp_pat
 
 
 def test_distill_takes_its_configuration_from_the_presets(tmp_path) -> None:
-    from gmlib.book.presets import dc_config, get_profile
+    from gmlib.book.presets import dc_config, dm_config, get_profile
 
     profile = get_profile("ci")
 
     def config(*options: str):
         args = cli.build_parser().parse_args(["distill", "--dataset", "mnist", "--out", str(tmp_path), *options])
-        return cli._matching_config(args, profile)
+        return cli._distill_config(args, profile)
 
     assert config("--iterations", "3") == dc_config(profile, 1, "mnist", iterations=3)
     dsa = config("--method", "dsa", "--ipc", "10", "--width", "8")
     assert dsa == dc_config(profile, 10, "mnist", method="dsa", network_kwargs={"width": 8})
     assert dsa.eval_config.augment == "dsa" and dict(dsa.eval_config.network_kwargs) == {"width": profile.eval_width}
+    dm = config("--method", "dm", "--ipc", "10", "--lr-img", "2")
+    assert dm == dm_config(profile, 10, "mnist", lr_img=2.0)
+    assert dm.init == "real" and dm.iterations == profile.dm_iterations and dm.eval_config.augment == "dsa"
+
+
+def test_distill_refuses_gradient_matching_options_for_dm(tmp_path, capsys) -> None:
+    for option in (["--outer-loop", "3"], ["--distance", "mse"], ["--no-per-class"]):
+        assert gmlib("distill", "--dataset", "mnist", "--method", "dm", "--out", str(tmp_path / "x"), *option) == 2
+        assert f"{option[0].replace('no-', '')} is an option of gradient matching" in capsys.readouterr().err
+
+
+def test_distill_dm_runs_resumes_and_extends(tmp_path, capsys) -> None:
+    out = tmp_path / "dm"
+    argv = ["distill", "--dataset", "mnist", "--method", "dm", "--profile", "ci", "--out", str(out), "--no-progress"]
+    assert gmlib(*argv, "--iterations", "2") == 0
+    assert "dm on mnist, ipc 1, profile ci, seed 0: 2 iterations" in capsys.readouterr().out
+    assert gmlib(*argv, "--iterations", "4") == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["method"] == "dm" and history["resumed_at"] == [2] and len(history["losses"]) == 4
+    extended = torch.load(out / "synthetic.pt", weights_only=False)
+    assert gmlib(*[a if a != str(out) else str(tmp_path / "straight") for a in argv], "--iterations", "4") == 0
+    straight = torch.load(tmp_path / "straight" / "synthetic.pt", weights_only=False)
+    assert torch.equal(extended["images"], straight["images"])
 
 
 def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, capsys) -> None:

@@ -5,8 +5,9 @@ Two kinds of thing live here:
 * the compute *profiles* ``ci``, ``cpu``, ``gpu`` and ``paper``: how much of the papers' budget a
   run can afford.  ``auto`` resolves to ``gpu`` when CUDA is present and to ``cpu`` otherwise;
 * the one path from a profile to a configuration: :func:`eval_config` (the evaluation protocol a
-  profile affords, with the augmentation the papers used for the dataset and method) and
-  :func:`dc_config` (DC's or DSA's :class:`~gmlib.methods.dc.MatchingConfig`, evaluated with it);
+  profile affords, with the augmentation the papers used for the dataset and method),
+  :func:`dc_config` (DC's or DSA's :class:`~gmlib.methods.dc.MatchingConfig`, evaluated with it)
+  and :func:`dm_config` (distribution matching's :class:`~gmlib.methods.dm.DMConfig`);
 and each chapter's budget per profile is :mod:`gmlib.book.budgets`.
 
 A chapter's ``parameters`` cell holds only ``profile = "auto"`` (and friends); the next cell calls
@@ -28,8 +29,9 @@ import torch
 
 from gmlib.checks import check_int, check_one_of
 from gmlib.dsa import dsa_strategy_for
-from gmlib.eval_config import EvalConfig
-from gmlib.methods.dc_config import MatchingConfig, evaluation_augment
+from gmlib.eval_config import EvalConfig, evaluation_augment
+from gmlib.methods.dc_config import MatchingConfig
+from gmlib.methods.dm import DMConfig
 from gmlib.networks import filter_network_kwargs
 
 PROFILE_NAMES = ("ci", "cpu", "gpu", "paper")
@@ -58,6 +60,9 @@ class Profile:
     net_width: int
     # Images-per-class values a chapter sweeps over.
     ipcs: tuple[int, ...]
+    # Distribution matching's iterations: each costs a fraction of a gradient-matching one (one
+    # forward pass per side, no inner loop), and the paper runs 20,000.
+    dm_iterations: int
 
     def __post_init__(self) -> None:
         # Every budget is refused, not warned about, when it is out of range: a profile with
@@ -67,6 +72,7 @@ class Profile:
         for name in ("eval_models", "eval_width", "whole_set_epochs", "batch_real", "net_width"):
             check_int(name, getattr(self, name), 1)
         check_int("iterations", self.iterations, 0)
+        check_int("dm_iterations", self.dm_iterations, 0)
         for name in ("eval_epochs", "eval_test_size", "whole_set_per_class"):
             if getattr(self, name) is not None:
                 check_int(f"{name} (or None)", getattr(self, name), 1)
@@ -102,6 +108,7 @@ _PROFILES = {
         batch_real=32,
         net_width=32,
         ipcs=(1, 10),
+        dm_iterations=50,
     ),
     "cpu": Profile(
         name="cpu",
@@ -117,6 +124,7 @@ _PROFILES = {
         batch_real=64,
         net_width=64,
         ipcs=(1, 10, 50),
+        dm_iterations=500,
     ),
     "gpu": Profile(
         name="gpu",
@@ -132,6 +140,7 @@ _PROFILES = {
         batch_real=256,
         net_width=128,
         ipcs=(1, 10, 50),
+        dm_iterations=5_000,
     ),
     "paper": Profile(
         name="paper",
@@ -147,6 +156,7 @@ _PROFILES = {
         batch_real=256,
         net_width=128,
         ipcs=(1, 10, 50),
+        dm_iterations=20_000,
     ),
 }
 
@@ -189,12 +199,12 @@ def as_profile(profile: str | Profile) -> Profile:
 def eval_config(profile: str | Profile, dataset: str, method: str = "dc", network: str = "convnet", *,
                 width: int | None = None, **overrides: Any) -> EvalConfig:
     """The evaluation protocol a compute profile affords, for sets of ``dataset`` (a name) distilled
-    by ``method`` ('dc' or 'dsa'), trained on ``network``.
+    by ``method`` ('dc', 'dsa', 'dm' or 'mtt'), trained on ``network``.
 
     The profile sets the epochs (None: the protocol's 300, or 1000 with augmentation), the test
     subset and the ConvNet width (``width`` replaces it; a network without a width ignores it).
-    The augmentation is the one the papers used (:func:`gmlib.methods.dc_config.evaluation_augment`):
-    DSA's after DSA, with the dataset's strategy (:func:`gmlib.dsa.dsa_strategy_for`: no flip
+    The augmentation is the one the papers used (:func:`gmlib.eval_config.evaluation_augment`):
+    DSA's after DSA, DM and MTT, with the dataset's strategy (:func:`gmlib.dsa.dsa_strategy_for`: no flip
     for digits), DC's classic one after DC on MNIST, none otherwise. Keyword ``overrides`` (any
     :class:`~gmlib.eval_config.EvalConfig` field) win; ``augment='dsa'`` among them also takes
     the dataset's strategy unless ``dsa_strategy`` is given too.
@@ -233,3 +243,20 @@ def dc_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any) 
     )
     values.update(overrides)
     return MatchingConfig(**values)
+
+
+def dm_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any) -> DMConfig:
+    """DM's configuration at ``ipc`` images per class of ``dataset`` (a name), as a compute profile
+    affords it: the profile's ``dm_iterations``, batch_real and network width, evaluated as DM's
+    paper does (DSA's augmentation, :func:`eval_config`) with the profile's number of models.
+    Everything else is DM's published setting (:class:`~gmlib.methods.dm.DMConfig`'s defaults);
+    keyword ``overrides`` (any DMConfig field) win."""
+    profile = as_profile(profile)
+    network = overrides.get("network", "convnet")
+    values: dict[str, Any] = dict(
+        ipc=ipc, iterations=profile.dm_iterations, batch_real=profile.batch_real,
+        network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
+        eval_config=eval_config(profile, dataset, "dm", network), eval_models=profile.eval_models,
+    )
+    values.update(overrides)
+    return DMConfig(**values)

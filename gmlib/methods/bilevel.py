@@ -33,13 +33,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive, is_int
+from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.methods.hessian import hvp
 from gmlib.networks import check_network_kwargs, filter_network_kwargs, get_network, has_batchnorm
 from gmlib.randomness import draw_seed, iteration_generator
-from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, run
-from gmlib.runinfo import resolve_device
+from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with
 from gmlib.synthetic import INIT_NAMES, init_synthetic
 
 
@@ -379,21 +378,13 @@ class ImplicitMethod(_BilevelMethod):
         return self.outer_step(outer, it)
 
 
-def _distill(method_class, config_class, dataset, config, seed, device, out_dir, resume, progress) -> RunResult:
-    if not isinstance(config, config_class):
-        raise ValueError(f"config must be an {config_class.__name__}, got {type(config).__name__}")
-    if not is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    method = method_class(dataset, config, seed, resolve_device(device))
-    return run(method, out_dir=out_dir, resume=resume, progress=progress, time_limit_s=config.time_limit_s)
-
-
 def distill_unrolled(dataset: ImageDataset, config: UnrollConfig = UnrollConfig(), seed: int = 0,
                      device: str | torch.device = "auto", progress: bool = False,
                      out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set (and per-step learning rates) by backpropagating through training
     (:class:`UnrollMethod` on :func:`gmlib.run.loop.run`: resumable from ``out_dir``)."""
-    return _distill(UnrollMethod, UnrollConfig, dataset, config, seed, device, out_dir, resume, progress)
+    return distill_with(UnrollMethod, UnrollConfig, dataset, config, seed=seed, device=device, out_dir=out_dir,
+                        resume=resume, progress=progress)
 
 
 def distill_implicit(dataset: ImageDataset, config: ImplicitConfig = ImplicitConfig(), seed: int = 0,
@@ -401,4 +392,5 @@ def distill_implicit(dataset: ImageDataset, config: ImplicitConfig = ImplicitCon
                      out_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
     """Learn a synthetic set with the implicit-function hypergradient (:class:`ImplicitMethod` on
     :func:`gmlib.run.loop.run`: resumable from ``out_dir``). Memory does not depend on ``inner_steps``."""
-    return _distill(ImplicitMethod, ImplicitConfig, dataset, config, seed, device, out_dir, resume, progress)
+    return distill_with(ImplicitMethod, ImplicitConfig, dataset, config, seed=seed, device=device, out_dir=out_dir,
+                        resume=resume, progress=progress)

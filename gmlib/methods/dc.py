@@ -43,11 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gmlib.checks import check_one_of, is_int
+from gmlib.checks import check_one_of
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.dsa import dsa, dsa_strategy_for, sample_dsa
-from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_config import ENGINES, MatchingConfig
 from gmlib.methods.dc_variants import (
     CurvatureSpec,
@@ -59,9 +58,8 @@ from gmlib.methods.dc_variants import (
 )
 from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
-from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, fresh_network, protocol_evaluator, run
-from gmlib.runinfo import resolve_device
+from gmlib.networks import has_batchnorm
+from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
@@ -322,26 +320,8 @@ def distill(
     ``config.eval_at`` evaluates the set under ``config.eval_config`` (None = the protocol's
     defaults for the distillation network) with ``config.eval_models`` models.
     """
-    from gmlib.run.loop import CHECKPOINT_SECONDS
-
-    if not isinstance(config, MatchingConfig):
-        raise ValueError(f"config must be a MatchingConfig, got {type(config).__name__}")
-    if not is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    device = resolve_device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device
-    # Check the network takes this data before any work (clear error for a bad size or keyword).
-    with torch.device("meta"):
-        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size,
-                    **dict(config.network_kwargs))
-    method = DCMethod(dataset, config, seed, device)
-    eval_config = config.eval_config or EvalConfig(
-        network=config.network, network_kwargs=filter_network_kwargs(config.network, dict(config.network_kwargs)))
-    evaluator = protocol_evaluator(eval_config, config.eval_models, method.dataset, seed, device)
-    return run(method, out_dir=out_dir, resume=resume, progress=progress, stop_at=stop_at,
-               checkpoint_every=config.checkpoint_every, checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS,
-               eval_at=config.eval_at, evaluator=evaluator)
+    return distill_with(DCMethod, MatchingConfig, dataset, config, seed=seed, device=device, out_dir=out_dir,
+                        resume=resume, progress=progress, stop_at=stop_at, checkpoint_seconds=checkpoint_seconds)
 
 
 # --------------------------------------------------------------------------------------------

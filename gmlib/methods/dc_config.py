@@ -217,11 +217,3 @@ class MatchingConfig:
         data["resolved_loops"] = list(self.loops)
         return data
 
-
-def evaluation_augment(dataset: str, method: str) -> str:
-    """The evaluation augmentation the papers used: 'dsa' after DSA, DC's classic 'mnist'
-    augmentation for MNIST after DC, none otherwise."""
-    check_one_of("method", method, METHODS)
-    if method == "dsa":
-        return "dsa"
-    return "mnist" if dataset.lower() == "mnist" else "none"

@@ -441,3 +441,43 @@ def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, e
     synthetic = method.synthetic_set()
     synthetic.metadata.update(method=method.name, iterations=history.completed, seed=method.seed)
     return RunResult(synthetic, history, method)
+
+
+# --------------------------------------------------------------------------------------------
+# From a configuration to a finished run (what each method's ``distill`` function calls)
+# --------------------------------------------------------------------------------------------
+
+
+def distill_with(method_class: type[Method], config_class: type, dataset: ImageDataset, config: Any, *, seed: int,
+                 device: str | torch.device, out_dir: str | os.PathLike | None, resume: bool, progress: bool,
+                 stop_at: int | None = None, checkpoint_seconds: float | None = None) -> RunResult:
+    """Check ``config`` and ``seed``, check that the config's network takes this dataset's images
+    (before any work), build ``method_class(dataset, config, seed, device)`` and :func:`run` it with
+    the config's run settings: ``checkpoint_every``, ``time_limit_s`` and evaluations after the
+    ``eval_at`` iterations under ``eval_config`` (None = the protocol's defaults for the
+    distillation network) with ``eval_models`` models, where the config has them."""
+    from gmlib.eval_config import EvalConfig
+    from gmlib.networks import filter_network_kwargs
+    from gmlib.runinfo import resolve_device
+
+    if not isinstance(config, config_class):
+        article = "an" if config_class.__name__[0] in "AEIOU" else "a"
+        raise ValueError(f"config must be {article} {config_class.__name__}, got {type(config).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    device = resolve_device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # 'cuda' and 'cuda:0' are one device
+    network_kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
+    with torch.device("meta"):  # a clear error for a bad image size or keyword, before any work
+        get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, **network_kwargs)
+    method = method_class(dataset, config, seed, device)
+    evaluator = None
+    if getattr(config, "eval_at", ()):
+        eval_config = config.eval_config or EvalConfig(network=config.network, network_kwargs=network_kwargs)
+        evaluator = protocol_evaluator(eval_config, config.eval_models, method.dataset, seed, device)
+    return run(method, out_dir=out_dir, resume=resume, progress=progress, stop_at=stop_at,
+               time_limit_s=getattr(config, "time_limit_s", None),
+               checkpoint_every=getattr(config, "checkpoint_every", 0),
+               checkpoint_seconds=CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds,
+               eval_at=getattr(config, "eval_at", ()), evaluator=evaluator)
