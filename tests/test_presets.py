@@ -309,7 +309,7 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "10"]
+    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "08", "10"]
     with pytest.raises(ValueError, match="unknown chapter '02'"):
         chapter_budget("02", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
@@ -331,3 +331,17 @@ def test_no_chapter_defines_a_budget_of_its_own():
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.md")):
         text = path.read_text()
         assert "CHAPTER_BUDGET" not in text and ".from_profile(" not in text, path.name
+
+
+def test_the_distribution_matching_budget_builds_dm_and_dc_configs():
+    from gmlib.book.presets import dm_config, get_profile
+
+    budget = chapter_budget("08", "cpu", iterations=7)
+    assert budget.dm_config("mnist") == dm_config(budget.profile, 1, "mnist", iterations=7)
+    assert budget.dm_config("mnist", 10).iterations == budget.ipc10_iterations
+    assert budget.dc_config("fashion-mnist").iterations == budget.dc_iterations
+    paper = chapter_budget("08", "paper")
+    assert paper.dm_iterations == get_profile("paper").dm_iterations == 20_000
+    assert paper.dm_config("mnist").eval_config.augment == "dsa"
+    with pytest.raises(ValueError, match="dm_iterations"):
+        budget.replace(dm_iterations=0)

@@ -10,12 +10,13 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gmlib.book.presets import Profile, as_profile, dc_config, eval_config
+from gmlib.book.presets import Profile, as_profile, dc_config, dm_config, eval_config
 from gmlib.book.published import DISTANCES_SEED002_TABLE2
 from gmlib.checks import check_int, check_one_of
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
 from gmlib.methods.dc_config import MatchingConfig
+from gmlib.methods.dm import DMConfig
 from gmlib.methods.gtn import GTNConfig
 from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
 
@@ -456,19 +457,64 @@ class GenerativeTeachingBudget(ChapterBudget):
                            test_size=self.test_size, augment="mnist")
 
 
+_DISTRIBUTION_MATCHING_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(dm_iterations=30, dc_iterations=5, ipc10_iterations=20, timed_iterations=2),
+    "cpu": dict(dm_iterations=300, dc_iterations=40, ipc10_iterations=200, timed_iterations=3),
+}
+
+
+@dataclass(frozen=True)
+class DistributionMatchingBudget(ChapterBudget):
+    """Chapter 8 (distribution matching). ``dm_iterations`` of DM and ``dc_iterations`` of DC at one
+    image per class (the comparison at equal iterations and equal time), ``ipc10_iterations`` of DM
+    per start at ten images per class (real against noise), and ``timed_iterations`` per method and
+    ipc for the table of seconds per iteration. gpu and paper: the profile's iterations."""
+
+    chapter: ClassVar[str] = "08"
+    dm_iterations: int
+    dc_iterations: int
+    ipc10_iterations: int
+    timed_iterations: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(1, "dm_iterations", "dc_iterations", "ipc10_iterations", "timed_iterations")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, iterations: int | None = None) -> "DistributionMatchingBudget":
+        """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces DM's iterations
+        at one image per class."""
+        profile = as_profile(profile)
+        values = dict(dm_iterations=profile.dm_iterations, dc_iterations=profile.iterations,
+                      ipc10_iterations=profile.dm_iterations, timed_iterations=3)
+        values.update(_DISTRIBUTION_MATCHING_BUDGETS.get(profile.name, {}))
+        if iterations is not None:
+            values["dm_iterations"] = iterations
+        return cls(profile=profile, **values)
+
+    def dm_config(self, dataset: str, ipc: int = 1, **overrides: Any) -> DMConfig:
+        """DM at ``ipc`` images per class with this budget's iterations (one or ten images per class)."""
+        iterations = self.dm_iterations if ipc == 1 else self.ipc10_iterations
+        return dm_config(self.profile, ipc, dataset, **{"iterations": iterations, **overrides})
+
+    def dc_config(self, dataset: str, ipc: int = 1, **overrides: Any) -> MatchingConfig:
+        """DC at ``ipc`` images per class with this budget's iterations."""
+        return dc_config(self.profile, ipc, dataset, **{"iterations": self.dc_iterations, **overrides})
+
+
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
     for budget in (BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget, CrossArchitectureBudget,
-                   GenerativeTeachingBudget)
+                   DistributionMatchingBudget, GenerativeTeachingBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('01', '03', '04', '05', '06' or '10') at ``profile`` (a name or a
+    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '08' or '10') at ``profile`` (a name or a
     :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
     ``parameters`` are the chapter's own papermill parameters that change its budget (03 and 05:
-    ``iterations``; 06: ``iterations``, ``networks``; 10: ``gm_iterations``, ``ift_iterations``);
+    ``iterations``; 06: ``iterations``, ``networks``; 08: ``iterations`` (DM's); 10: ``gm_iterations``, ``ift_iterations``);
     None keeps the budget's value.
     """
     check_one_of("chapter", chapter, tuple(CHAPTER_BUDGETS))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,60 @@ def stored_path(run: str, filename: str) -> Path:
 def load_stored_json(run: str, filename: str = "summary.json") -> Any:
     """The JSON file ``filename`` of stored run ``run``."""
     return json.loads(stored_path(run, filename).read_text())
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A stored distillation (written by ``experiments/stored_run.sh``): the synthetic set, how it was
+    made (its provenance), its history and the accuracy of networks trained on it under the protocol."""
+
+    name: str
+    synthetic: Any  # gmlib.synthetic.SyntheticSet
+    made: dict[str, Any]
+    history: Any  # gmlib.run.history.History
+    mean: float
+    std: float
+    models: int
+    seconds_per_model: float
+
+    @property
+    def iterations(self) -> int:
+        return self.made["iterations"]
+
+    @property
+    def distill_seconds(self) -> float:
+        return self.made["extra"]["distill_seconds"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.made["extra"]["config"]
+
+    def accuracy(self) -> str:
+        """'mean ± std' in percent."""
+        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"
+
+    def describe(self) -> str:
+        """Two lines of provenance: what ran, where and how long; and its accuracy."""
+        width = self.config.get("network_kwargs", {}).get("width")
+        return (f"stored {self.name}: {self.made['method']} on {self.synthetic.dataset}, {self.synthetic.ipc} image(s) "
+                f"per class, profile {self.made['preset']}, {self.iterations} iterations, ConvNet width {width}, "
+                f"{self.config['batch_real']} real images per class, seed {self.made['seed']}, gmlib "
+                f"{self.made['code_version']['gmlib']} (commit {str(self.made['code_version']['git_commit'])[:7]}), "
+                f"{self.distill_seconds:.0f} s on {self.made['hardware']}\n"
+                f"  accuracy under the protocol: {100 * self.mean:.2f} ± {100 * self.std:.2f} % over {self.models} "
+                f"models ({self.seconds_per_model:.0f} s per model; results/{self.name})")
+
+
+def load_stored_run(name: str) -> StoredRun:
+    """Stored run ``name`` (``results/<name>/``: synthetic.pt, history.json and the evaluation of
+    its final set, ``evaluation_<iterations>.json``)."""
+    from gmlib.run.history import History
+    from gmlib.synthetic import load_synthetic
+
+    synthetic = load_synthetic(stored_path(name, "synthetic.pt"))
+    made = synthetic.metadata["provenance"]
+    history = History.from_dict(load_stored_json(name, "history.json"))
+    report = load_stored_json(name, f"evaluation_{made['iterations']}.json")
+    convnet = report["results"]["convnet"]
+    return StoredRun(name, synthetic, made, history, convnet["mean"], convnet["std"], report["models"],
+                     convnet["seconds_per_model"])

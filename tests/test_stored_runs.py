@@ -1,0 +1,32 @@
+"""The stored runs the book shows: each loads with its provenance, history and evaluation, and a
+missing one is named with the runs that exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from gmlib.book.stored_runs import RESULTS_DIR, load_stored_run, stored_path
+
+PAPER_RUNS = sorted(p.name for p in RESULTS_DIR.glob("*_ipc*_paper") if (p / "synthetic.pt").is_file()
+                    and any(p.glob("evaluation_*.json")))
+
+
+def test_the_repository_has_stored_paper_runs():
+    assert "dc_mnist_ipc1_paper" in PAPER_RUNS and "dsa_mnist_ipc1_paper" in PAPER_RUNS
+
+
+@pytest.mark.parametrize("name", PAPER_RUNS)
+def test_a_stored_run_loads_with_its_provenance_history_and_accuracy(name):
+    run = load_stored_run(name)
+    method, dataset = name.split("_")[:2]
+    assert run.made["method"] == method and run.synthetic.dataset == dataset
+    assert run.made["preset"] == "paper" and run.config["network_kwargs"]["width"] == 128
+    assert run.history.completed == run.iterations > 0
+    assert run.synthetic.images.shape[0] == run.synthetic.num_classes * run.synthetic.ipc
+    assert 0 < run.mean <= 1 and run.models >= 1
+    assert name in run.describe() and f"{run.iterations} iterations" in run.describe()
+
+
+def test_a_missing_stored_run_names_the_ones_that_exist():
+    with pytest.raises(FileNotFoundError, match="stored runs in .*dc_mnist_ipc1_paper"):
+        stored_path("no_such_run", "synthetic.pt")
