@@ -450,9 +450,11 @@ def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, e
 
 def distill_with(method_class: type[Method], config_class: type, dataset: ImageDataset, config: Any, *, seed: int,
                  device: str | torch.device, out_dir: str | os.PathLike | None, resume: bool, progress: bool,
-                 stop_at: int | None = None, checkpoint_seconds: float | None = None) -> RunResult:
+                 stop_at: int | None = None, checkpoint_seconds: float | None = None,
+                 method_args: tuple = ()) -> RunResult:
     """Check ``config`` and ``seed``, check that the config's network takes this dataset's images
-    (before any work), build ``method_class(dataset, config, seed, device)`` and :func:`run` it with
+    (before any work), build ``method_class(dataset, config, seed, device, *method_args)`` (e.g.
+    MTT's expert buffer) and :func:`run` it with
     the config's run settings: ``checkpoint_every``, ``time_limit_s`` and evaluations after the
     ``eval_at`` iterations under ``eval_config`` (None = the protocol's defaults for the
     distillation network) with ``eval_models`` models, where the config has them."""
@@ -471,7 +473,7 @@ def distill_with(method_class: type[Method], config_class: type, dataset: ImageD
     network_kwargs = filter_network_kwargs(config.network, dict(config.network_kwargs))
     with torch.device("meta"):  # a clear error for a bad image size or keyword, before any work
         get_network(config.network, dataset.channels, dataset.num_classes, dataset.im_size, **network_kwargs)
-    method = method_class(dataset, config, seed, device)
+    method = method_class(dataset, config, seed, device, *method_args)
     evaluator = None
     if getattr(config, "eval_at", ()):
         eval_config = config.eval_config or EvalConfig(network=config.network, network_kwargs=network_kwargs)
