@@ -71,7 +71,7 @@ def show_images(
 def plot_accuracy_curve(ax, xs: Sequence[float], means: Sequence[float], stds: Sequence[float], label: str, **style):
     """Mean accuracy with a +-1 std band, in percent."""
     means_a, stds_a = np.asarray(means) * 100, np.asarray(stds) * 100
-    (line,) = ax.plot(xs, means_a, marker="o", label=label, **style)
+    (line,) = ax.plot(xs, means_a, label=label, **{"marker": "o", **style})
     ax.fill_between(xs, means_a - stds_a, means_a + stds_a, alpha=0.2, color=line.get_color())
     return line
 
