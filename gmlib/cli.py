@@ -1,7 +1,9 @@
-"""Command line: ``python -m gmlib data|distill|evaluate ...`` for scripted reruns.
+"""Command line: ``python -m gmlib data|experts|distill|evaluate ...`` for scripted reruns.
 
     python -m gmlib data mnist fashion-mnist     # fetch, verify and cache datasets
     python -m gmlib distill --dataset mnist --ipc 1 --method dc --profile ci --out runs/dc-mnist-1
+    python -m gmlib experts --dataset mnist --profile ci --out runs/experts-mnist   # MTT's expert buffer
+    python -m gmlib distill --dataset mnist --method mtt --buffer runs/experts-mnist --profile ci --out runs/mtt
     python -m gmlib evaluate runs/dc-mnist-1/synthetic.pt --networks convnet mlp --profile ci --json acc.json
 
 A profile (``ci``, ``cpu``, ``gpu``, ``paper``; ``auto`` = gpu with CUDA, else cpu) supplies the
@@ -95,25 +97,55 @@ def _data(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-# Options of gradient matching only: given with --method dm they are refused, not ignored.
+# Options of gradient matching only: given with --method dm or mtt they are refused, not ignored.
 _MATCHING_ONLY = ("distance", "engine", "match_level", "level_weight", "per_class", "inner_steps", "hessian_weight",
                   "hessian_kind", "hessian_loss", "outer_loop", "inner_loop")
+# Options of trajectory matching only: refused for every other method.
+_MTT_ONLY = ("buffer", "syn_steps", "expert_epochs", "max_start_epoch", "lr_lr", "lr_teacher", "gradient", "batch_syn")
 
 
-def _distill_config(args: argparse.Namespace, profile: Any):
-    """The profile's configuration for the method (:func:`gmlib.book.presets.dc_config` or
-    :func:`~gmlib.book.presets.dm_config`) with every explicit option applied on top."""
-    from gmlib.book.presets import dc_config, dm_config
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` given with a value other than their default, as --option-names."""
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) != args.parser.get_default(name)]
+
+
+def _mtt_overrides(args: argparse.Namespace, buffer: Any) -> dict[str, Any]:
+    """MTT's explicit options; the network (and its keywords) are the buffer's unless given."""
+    overrides = {name: getattr(args, name) for name in _MTT_ONLY[1:] if getattr(args, name) is not None}
+    if args.network == args.parser.get_default("network") and args.width is None:
+        overrides.update(network=buffer.manifest["network"], network_kwargs=buffer.network_kwargs)
+    return overrides
+
+
+def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
+    """The profile's configuration for the method (:func:`gmlib.book.presets.dc_config`,
+    :func:`~gmlib.book.presets.dm_config` or :func:`~gmlib.book.presets.mtt_config`) with every
+    explicit option applied on top. For mtt, ``buffer`` (default: ``--buffer``, loaded) supplies
+    the network."""
+    from gmlib.book.presets import dc_config, dm_config, mtt_config
 
     overrides: dict[str, Any] = {"network": args.network, "checkpoint_every": args.checkpoint_every}
     optional = {"iterations": args.iterations, "batch_real": args.batch_real, "lr_img": args.lr_img,
                 "eval_models": args.eval_models, "init": args.init}
-    if args.method == "dm":
-        given = [name for name in _MATCHING_ONLY if getattr(args, name) != args.parser.get_default(name)]
+    if args.method != "mtt" and _given(args, _MTT_ONLY):
+        raise ValueError(f"{_given(args, _MTT_ONLY)[0]} is an option of trajectory matching (--method mtt), "
+                         f"not of --method {args.method}")
+    if args.method in ("dm", "mtt"):
+        given = _given(args, _MATCHING_ONLY) + (_given(args, ("batch_real",)) if args.method == "mtt" else [])
         if given:
-            raise ValueError(f"--{given[0].replace('_', '-')} is an option of gradient matching (--method dc or dsa), "
-                             f"not of --method dm")
-    else:
+            owner = "gradient matching (--method dc or dsa)" if given[0] != "--batch-real" else "dc, dsa and dm"
+            raise ValueError(f"{given[0]} is an option of {owner}, not of --method {args.method}")
+    if args.method == "mtt":
+        if args.buffer is None:
+            raise ValueError("--method mtt needs --buffer BUFFER, the experts' buffer (build one with "
+                             "`python -m gmlib experts --dataset DATASET --out BUFFER`)")
+        if buffer is None:
+            from gmlib.methods.mtt_experts import load_buffer
+
+            buffer = load_buffer(args.buffer)
+        overrides.update(_mtt_overrides(args, buffer))
+        optional.pop("batch_real")
+    elif args.method != "dm":
         overrides.update(method=args.method, distance=args.distance, engine=args.engine,
                          match_level=args.match_level, level_weight=args.level_weight, per_class=args.per_class,
                          inner_steps=args.inner_steps, hessian_weight=args.hessian_weight,
@@ -122,7 +154,7 @@ def _distill_config(args: argparse.Namespace, profile: Any):
     overrides.update({key: value for key, value in optional.items() if value is not None})
     if args.eval_at:
         overrides["eval_at"] = tuple(args.eval_at)
-    build = dm_config if args.method == "dm" else dc_config
+    build = {"dm": dm_config, "mtt": mtt_config}.get(args.method, dc_config)
     config = build(profile, args.ipc, args.dataset, **overrides)
     if args.width is not None:
         from gmlib.networks import filter_network_kwargs
@@ -139,14 +171,19 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.fileio import check_writable_folder
     from gmlib.methods.dc import distill
     from gmlib.methods.dm import distill_dm
+    from gmlib.methods.mtt import check_buffer_fits, distill_mtt
+    from gmlib.methods.mtt_experts import load_buffer
     from gmlib.run.checkpoint import CheckpointError
     from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
     from gmlib.runinfo import resolve_device
     from gmlib.synthetic import check_init, make_provenance, save_synthetic
 
     profile = get_profile(args.profile)
+    buffer = None
     try:
-        config = _distill_config(args, profile)
+        if args.method == "mtt" and args.buffer is not None:
+            buffer = load_buffer(args.buffer)  # every checksum verified once
+        config = _distill_config(args, profile, buffer)
         device = resolve_device(args.device or profile.device)
         check_writable_folder(args.out)  # before the run, not after it
     except ValueError as error:
@@ -158,15 +195,20 @@ def _distill(args: argparse.Namespace) -> int:
         return 1
     try:  # what the run would fail on at its start, refused before any work
         check_init(dataset, config.ipc, config.init, device)
+        if buffer is not None:
+            buffer.check_matches(dataset, config.network, dict(config.network_kwargs))
+            check_buffer_fits(buffer, config)
     except ValueError as error:
         args.parser.error(str(error))
 
     out = Path(args.out)
     start = time.perf_counter()
     try:
-        run_distillation = distill_dm if args.method == "dm" else distill
-        result = run_distillation(dataset, config, seed=args.seed, device=device, out_dir=out,
-                                  resume=args.resume, progress=args.progress)
+        common = dict(seed=args.seed, device=device, out_dir=out, resume=args.resume, progress=args.progress)
+        if args.method == "mtt":
+            result = distill_mtt(dataset, config, buffer, **common)
+        else:
+            result = (distill_dm if args.method == "dm" else distill)(dataset, config, **common)
     except (CheckpointError, DivergenceError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -185,9 +227,71 @@ def _distill(args: argparse.Namespace) -> int:
     final = f"final loss {history.mean_losses()[-1]:.4f}, " if history.losses else ""
     print(f"{args.method} on {args.dataset}, ipc {args.ipc}, profile {profile.name}, seed {args.seed}: "
           f"{history.completed} iterations, {final}{seconds:.1f} s on {device}")
+    if "learned_lr" in result.synthetic.metadata:
+        print(f"learned learning rate {result.synthetic.metadata['learned_lr']:.6g} (saved with the set)")
     for evaluation in history.evaluations:
         print(f"  after {evaluation.iteration} iterations: {evaluation}")
     print(f"wrote {set_path} and {history_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# experts (trajectory matching's buffer)
+# --------------------------------------------------------------------------------------------
+
+
+def _expert_config(args: argparse.Namespace, profile: Any):
+    """The profile's experts (:func:`gmlib.book.presets.expert_config`) with explicit options on top."""
+    from gmlib.book.presets import expert_config
+    from gmlib.networks import filter_network_kwargs
+
+    overrides: dict[str, Any] = {"network": args.network, "dsa": args.dsa}
+    optional = {"experts": args.experts, "epochs": args.epochs, "every": args.every, "lr": args.lr,
+                "batch_size": args.batch_size, "real_per_class": args.real_per_class, "test_size": args.test_size}
+    overrides.update({key: value for key, value in optional.items() if value is not None})
+    if args.half is not None:
+        overrides["storage_dtype"] = "float16" if args.half else "float32"
+    if not args.dsa:
+        overrides["dsa_strategy"] = None
+    config = expert_config(profile, args.dataset, **overrides)
+    if args.width is not None:
+        if not filter_network_kwargs(args.network, {"width": args.width}):
+            raise ValueError(f"--width applies only to convnet and convnet_bn, not {args.network!r}")
+        config = config.replace(network_kwargs={**dict(config.network_kwargs), "width": args.width})
+    return config
+
+
+def _experts(args: argparse.Namespace) -> int:
+    from gmlib.book.presets import get_profile
+    from gmlib.data import DataError
+    from gmlib.fileio import check_writable_folder
+    from gmlib.methods.mtt_experts import train_experts
+    from gmlib.runinfo import resolve_device
+
+    profile = get_profile(args.profile)
+    try:
+        config = _expert_config(args, profile)
+        device = resolve_device(args.device or profile.device)
+        check_writable_folder(args.out)
+    except ValueError as error:
+        args.parser.error(str(error))
+    try:
+        dataset = _load_dataset(args.dataset, device, args.cache_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    try:
+        buffer = train_experts(dataset, config, args.out, seed=args.seed, progress=args.progress, device=device)
+    except ValueError as error:  # a BatchNorm network, a folder holding another buffer (checked before any work)
+        args.parser.error(str(error))
+    except KeyboardInterrupt:
+        print(f"stopped: the finished experts are kept in {args.out}; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    print(f"experts on {args.dataset}, profile {profile.name}, seed {args.seed}: {buffer.describe()}; "
+          f"{time.perf_counter() - start:.1f} s on {device}")
+    print(f"wrote {buffer.folder}")
     return 0
 
 
@@ -306,17 +410,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(run=_data)
 
     distill = commands.add_parser(
-        "distill", help="learn a synthetic set by gradient matching (DC, DSA) or distribution matching (DM)",
-        description="Learn IPC images per class of DATASET by gradient matching (dc, dsa) or distribution matching "
-                    "(dm) and write OUT/synthetic.pt "
+        "distill", help="learn a synthetic set by gradient matching (DC, DSA), distribution matching (DM) or "
+                        "trajectory matching (MTT)",
+        description="Learn IPC images per class of DATASET by gradient matching (dc, dsa), distribution matching "
+                    "(dm) or trajectory matching (mtt, on the experts of --buffer) and write OUT/synthetic.pt "
                     "(with provenance) and OUT/history.json. The run checkpoints into OUT/checkpoint.pt every minute; "
                     "rerunning the same command resumes it (Ctrl-C and SIGTERM save the last completed "
                     "iteration), and rerunning with more --iterations extends it.")
     distill.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset to distill")
     distill.add_argument("--ipc", type=_int_at_least(1), default=1, help="images per class (default: %(default)s)")
-    distill.add_argument("--method", default="dc", choices=METHODS + ("dm",),
+    distill.add_argument("--method", default="dc", choices=METHODS + ("dm", "mtt"),
                          help="dc = gradient matching; dsa = with differentiable Siamese augmentation; dm = "
-                              "distribution matching (default: %(default)s)")
+                              "distribution matching; mtt = trajectory matching (needs --buffer) "
+                              "(default: %(default)s)")
     distill.add_argument("--out", required=True, help="output directory (created if needed)")
     distill.add_argument("--iterations", type=_int_at_least(0), default=None,
                          help="outer iterations, each with a fresh network (default: the profile's; paper 1000)")
@@ -354,6 +460,25 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--engine", default="auto", choices=ENGINES,
                          help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
                               "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")
+    trajectories = distill.add_argument_group("trajectory matching (--method mtt; defaults = the profile's, "
+                                              "paper = MTT's)")
+    trajectories.add_argument("--buffer", default=None, metavar="BUFFER",
+                              help="the experts' buffer (written by `python -m gmlib experts`); required for mtt")
+    trajectories.add_argument("--syn-steps", type=_int_at_least(1), default=None,
+                              help="student steps on the synthetic set per iteration (paper 20)")
+    trajectories.add_argument("--expert-epochs", type=_int_at_least(1), default=None,
+                              help="M: the target is the expert M kept snapshots after the start (paper 3)")
+    trajectories.add_argument("--max-start-epoch", type=_int_at_least(1), default=None,
+                              help="the start snapshot is drawn below this (paper 25)")
+    trajectories.add_argument("--lr-lr", type=_positive_float, default=None,
+                              help="learning rate of the learned learning rate (paper 1e-5; learned as its log)")
+    trajectories.add_argument("--lr-teacher", type=_positive_float, default=None,
+                              help="the student's initial learning rate (paper 0.01)")
+    trajectories.add_argument("--batch-syn", type=_int_at_least(1), default=None,
+                              help="synthetic images per student step (default: all)")
+    trajectories.add_argument("--gradient", default=None, choices=("unroll", "recompute"),
+                              help="backpropagate through all student steps at once (unroll) or one at a time, "
+                                   "recomputing each (recompute: less memory, same numbers; default: unroll)")
     variants = distill.add_argument_group("what, how and where to match (chapters 3 and 4; defaults = DC)")
     variants.add_argument("--match-level", default="intra", choices=MATCH_LEVELS,
                           help="which gradients to match: per class (intra), of the union batch (inter), their "
@@ -373,6 +498,38 @@ def build_parser() -> argparse.ArgumentParser:
                           help="whose loss's curvature: the synthetic or the real batch's (default: %(default)s)")
     _add_common(distill)
     distill.set_defaults(run=_distill, parser=distill)
+
+    experts = commands.add_parser(
+        "experts", help="train the experts of trajectory matching (MTT) into a buffer",
+        description="Train networks on the real images of DATASET one after another (SGD, DSA) and keep their "
+                    "parameters at the start and after every (k-th) epoch in OUT: one file per expert and "
+                    "OUT/manifest.json (settings, checksums, test accuracies). Rerunning the same command keeps "
+                    "every finished expert and trains the rest.")
+    experts.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset of real images")
+    experts.add_argument("--out", required=True, help="the buffer's folder (created if needed)")
+    experts.add_argument("--experts", type=_int_at_least(1), default=None,
+                         help="number of experts (default: the profile's; paper 100)")
+    experts.add_argument("--epochs", type=_int_at_least(1), default=None,
+                         help="epochs per expert (default: the profile's; paper 50)")
+    experts.add_argument("--every", type=_int_at_least(1), default=None,
+                         help="keep every K-th epoch's parameters (epochs must be a multiple; default 1)")
+    experts.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,
+                         help="store the snapshots in float16 (half the disk); --no-half: float32 "
+                              "(default: the profile's)")
+    experts.add_argument("--real-per-class", type=_int_at_least(1), default=None,
+                         help="train on this many real images per class (default: the profile's; paper all)")
+    experts.add_argument("--test-size", type=_int_at_least(1), default=None,
+                         help="test images for the per-epoch accuracy (default: the profile's; paper all)")
+    experts.add_argument("--network", default="convnet", choices=NETWORK_NAMES, metavar="NETWORK",
+                         help=f"expert network, from: {', '.join(NETWORK_NAMES)}; no BatchNorm (default: %(default)s)")
+    experts.add_argument("--width", type=_int_at_least(1), default=None,
+                         help="ConvNet width (default: the profile's; paper 128)")
+    experts.add_argument("--lr", type=_positive_float, default=None, help="SGD learning rate (default: 0.01)")
+    experts.add_argument("--batch-size", type=_int_at_least(1), default=None, help="batch size (default: 256)")
+    experts.add_argument("--dsa", action=argparse.BooleanOptionalAction, default=True,
+                         help="augment the real images with DSA (the dataset's strategy)")
+    _add_common(experts)
+    experts.set_defaults(run=_experts, parser=experts)
 
     evaluate = commands.add_parser(
         "evaluate", help="train fresh networks on a synthetic set and report test accuracy",

@@ -37,3 +37,36 @@ def tiny_dc_config(**changes) -> MatchingConfig:
                   network_kwargs=TINY_NET, eval_models=1)
     values.update(changes)
     return MatchingConfig(**values)
+
+
+def tiny_expert_config(**changes):
+    """Experts at a size a test builds in well under a second: 2 tiny ConvNets x 3 epochs."""
+    from gmlib.methods.mtt_experts import ExpertConfig
+
+    values = dict(network_kwargs=TINY_NET, experts=2, epochs=3, batch_size=16, dsa_strategy=STRATEGY)
+    values.update(changes)
+    return ExpertConfig(**values)
+
+
+def tiny_buffer(folder=None):
+    """The tests' expert buffer of :func:`tiny_expert_config` on :func:`fake_dataset`, seed 0. Without
+    ``folder`` it is kept in one temporary folder per user, built once and then reused (its
+    training is deterministic, and train_experts verifies and keeps what is there)."""
+    import getpass
+    import tempfile
+    from pathlib import Path
+
+    from gmlib.methods.mtt_experts import BUFFER_VERSION, load_buffer, train_experts
+
+    if folder is None:
+        folder = Path(tempfile.gettempdir()) / f"gmlib-tests-{getpass.getuser()}" / f"tiny-buffer-v{BUFFER_VERSION}"
+        try:
+            return load_buffer(folder)
+        except ValueError:
+            pass
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same numbers in every process
+    try:
+        return train_experts(fake_dataset(), tiny_expert_config(), folder, seed=0, progress=False, device="cpu")
+    finally:
+        torch.set_num_threads(threads)

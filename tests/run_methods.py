@@ -3,7 +3,7 @@ a test can stop a real process with a signal).
 
     python tests/run_methods.py METHOD OUT_DIR ITERATIONS
 
-runs METHOD ('dc', 'dsa', 'dm', 'unroll', 'implicit', 'gtn') into OUT_DIR with a checkpoint after every
+runs METHOD ('dc', 'dsa', 'dm', 'mtt', 'unroll', 'implicit', 'gtn') into OUT_DIR with a checkpoint after every
 iteration and a short sleep in each (so a test can signal it mid-run); exit 143 on SIGTERM."""
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import STRATEGY, TINY_NET, fake_dataset, tiny_dc_config  # noqa: E402
+from fakes import STRATEGY, TINY_NET, fake_dataset, tiny_buffer, tiny_dc_config  # noqa: E402
 
 from gmlib.methods.bilevel import ImplicitConfig, ImplicitMethod, UnrollConfig, UnrollMethod  # noqa: E402
 from gmlib.methods.dc import DCMethod  # noqa: E402
 from gmlib.methods.dm import DMConfig, DMMethod  # noqa: E402
 from gmlib.methods.gtn import GTNConfig, GTNMethod  # noqa: E402
+from gmlib.methods.mtt import MTTConfig, MTTMethod  # noqa: E402
 from gmlib.run.loop import Method, Terminated, run  # noqa: E402
 
-METHOD_NAMES = ("dc", "dsa", "dm", "unroll", "implicit", "gtn")
+METHOD_NAMES = ("dc", "dsa", "dm", "mtt", "unroll", "implicit", "gtn")
 
 
 def tiny_method(name: str, iterations: int, seed: int = 0) -> Method:
@@ -37,6 +38,10 @@ def tiny_method(name: str, iterations: int, seed: int = 0) -> Method:
     if name == "dm":
         return DMMethod(data, DMConfig(ipc=2, iterations=iterations, batch_real=8, dsa_strategy=STRATEGY,
                                        network_kwargs=TINY_NET), seed, cpu)
+    if name == "mtt":  # the experts: a tiny buffer built once (tests/fakes.py)
+        return MTTMethod(data, MTTConfig(ipc=2, iterations=iterations, syn_steps=3, expert_epochs=2, max_start_epoch=2,
+                                         lr_img=10.0, dsa_strategy=STRATEGY, network_kwargs=TINY_NET), seed, cpu,
+                         tiny_buffer())
     if name == "unroll":
         return UnrollMethod(data, UnrollConfig(ipc=1, iterations=iterations, inner_steps=2, batch_real=16,
                                                network_kwargs=TINY_NET), seed, cpu)

@@ -63,7 +63,7 @@ def test_help_explains_every_option(capsys) -> None:
 
 @pytest.mark.parametrize("argv, words", [
     (["--dataset", "imagenet"], ["--dataset", "imagenet", "mnist"]),
-    (["--dataset", "mnist", "--method", "mtt"], ["--method", "mtt", "dsa"]),
+    (["--dataset", "mnist", "--method", "kip"], ["--method", "kip", "dsa", "mtt"]),
     (["--dataset", "mnist", "--init", "zeros"], ["--init", "zeros", "noise"]),
     (["--dataset", "mnist", "--ipc", "0"], ["--ipc", ">= 1"]),
     (["--dataset", "mnist", "--ipc", "two"], ["--ipc", "'two'"]),

@@ -6,8 +6,9 @@ Two kinds of thing live here:
   run can afford.  ``auto`` resolves to ``gpu`` when CUDA is present and to ``cpu`` otherwise;
 * the one path from a profile to a configuration: :func:`eval_config` (the evaluation protocol a
   profile affords, with the augmentation the papers used for the dataset and method),
-  :func:`dc_config` (DC's or DSA's :class:`~gmlib.methods.dc.MatchingConfig`, evaluated with it)
-  and :func:`dm_config` (distribution matching's :class:`~gmlib.methods.dm.DMConfig`);
+  :func:`dc_config` (DC's or DSA's :class:`~gmlib.methods.dc.MatchingConfig`, evaluated with it),
+  :func:`dm_config` (distribution matching's :class:`~gmlib.methods.dm.DMConfig`), and for
+  trajectory matching :func:`expert_config` (the experts' buffer) and :func:`mtt_config`;
 and each chapter's budget per profile is :mod:`gmlib.book.budgets`.
 
 A chapter's ``parameters`` cell holds only ``profile = "auto"`` (and friends); the next cell calls
@@ -32,6 +33,8 @@ from gmlib.dsa import dsa_strategy_for
 from gmlib.eval_config import EvalConfig, evaluation_augment
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dm import DMConfig
+from gmlib.methods.mtt import MTTConfig
+from gmlib.methods.mtt_experts import ExpertConfig
 from gmlib.networks import filter_network_kwargs
 
 PROFILE_NAMES = ("ci", "cpu", "gpu", "paper")
@@ -63,6 +66,8 @@ class Profile:
     # Distribution matching's iterations: each costs a fraction of a gradient-matching one (one
     # forward pass per side, no inner loop), and the paper runs 20,000.
     dm_iterations: int
+    # Trajectory matching's iterations (the paper runs 5,000; each unrolls syn_steps student steps).
+    mtt_iterations: int
 
     def __post_init__(self) -> None:
         # Every budget is refused, not warned about, when it is out of range: a profile with
@@ -73,6 +78,7 @@ class Profile:
             check_int(name, getattr(self, name), 1)
         check_int("iterations", self.iterations, 0)
         check_int("dm_iterations", self.dm_iterations, 0)
+        check_int("mtt_iterations", self.mtt_iterations, 0)
         for name in ("eval_epochs", "eval_test_size", "whole_set_per_class"):
             if getattr(self, name) is not None:
                 check_int(f"{name} (or None)", getattr(self, name), 1)
@@ -109,6 +115,7 @@ _PROFILES = {
         net_width=32,
         ipcs=(1, 10),
         dm_iterations=50,
+        mtt_iterations=20,
     ),
     "cpu": Profile(
         name="cpu",
@@ -125,6 +132,7 @@ _PROFILES = {
         net_width=64,
         ipcs=(1, 10, 50),
         dm_iterations=500,
+        mtt_iterations=200,
     ),
     "gpu": Profile(
         name="gpu",
@@ -141,6 +149,7 @@ _PROFILES = {
         net_width=128,
         ipcs=(1, 10, 50),
         dm_iterations=5_000,
+        mtt_iterations=1_000,
     ),
     "paper": Profile(
         name="paper",
@@ -157,6 +166,7 @@ _PROFILES = {
         net_width=128,
         ipcs=(1, 10, 50),
         dm_iterations=20_000,
+        mtt_iterations=5_000,
     ),
 }
 
@@ -260,3 +270,59 @@ def dm_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any) 
     )
     values.update(overrides)
     return DMConfig(**values)
+
+
+# The experts' budget per profile: how many, how long, on how many real images, stored how.
+# ci: a buffer in well under a minute on 2 CPU cores; paper: MTT's 100 experts x 50 epochs.
+_EXPERT_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(experts=2, epochs=4, real_per_class=200, test_size=500, storage_dtype="float16"),
+    "cpu": dict(experts=4, epochs=10, real_per_class=1000, test_size=2000, storage_dtype="float16"),
+    "gpu": dict(experts=20, epochs=30),
+    "paper": dict(experts=100, epochs=50),
+}
+# Trajectory matching's settings per profile where they depart from MTTConfig's defaults (the
+# paper's general ones): short trajectories for the short experts of the small profiles.
+_MTT_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(syn_steps=10, expert_epochs=2, max_start_epoch=2),
+    "cpu": dict(syn_steps=20, expert_epochs=2, max_start_epoch=6),
+    "gpu": dict(max_start_epoch=20),
+    "paper": {},
+}
+
+
+def expert_config(profile: str | Profile, dataset: str, **overrides: Any) -> ExpertConfig:
+    """The experts of trajectory matching for ``dataset`` (a name), as a compute profile affords
+    them: ci 2 experts x 4 epochs on 200 real images per class, kept in float16 (well under a
+    minute on 2 CPU cores); cpu 4 x 10 on 1000 per class; gpu 20 x 30; paper MTT's 100 x 50 on all
+    images (SGD lr 0.01, no momentum, batch 256, DSA with the dataset's strategy). The network is
+    the profile's ConvNet width. Keyword ``overrides`` (any ExpertConfig field) win."""
+    profile = as_profile(profile)
+    network = overrides.get("network", "convnet")
+    values: dict[str, Any] = dict(network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
+                                  dsa_strategy=dsa_strategy_for(dataset), **_EXPERT_BUDGETS[profile.name])
+    values.update(overrides)
+    return ExpertConfig(**values)
+
+
+def mtt_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any) -> MTTConfig:
+    """Trajectory matching's configuration at ``ipc`` images per class of ``dataset`` (a name), as a
+    compute profile affords it: the profile's ``mtt_iterations`` and ConvNet width (the experts' of
+    :func:`expert_config`), start and target epochs that fit the profile's experts, evaluated as
+    MTT's paper does (DSA's augmentation, :func:`eval_config`) with the profile's number of models.
+
+    At ``paper`` everything else is MTTConfig's defaults, the paper's general values (5000
+    iterations, syn_steps 20, expert_epochs 3, max_start_epoch 25, lr_img 1000, lr_lr 1e-5,
+    lr_teacher 0.01). MTT's authors published per-setting values only for CIFAR-10, CIFAR-100 and
+    larger sets; none for MNIST or FashionMNIST (their code cannot load them), so for those
+    datasets ``paper`` is these reference defaults, not a published setting. Keyword
+    ``overrides`` (any MTTConfig field) win."""
+    profile = as_profile(profile)
+    network = overrides.get("network", "convnet")
+    values: dict[str, Any] = dict(
+        ipc=ipc, iterations=profile.mtt_iterations,
+        network_kwargs=filter_network_kwargs(network, {"width": profile.net_width}),
+        eval_config=eval_config(profile, dataset, "mtt", network), eval_models=profile.eval_models,
+        **_MTT_BUDGETS[profile.name],
+    )
+    values.update(overrides)
+    return MTTConfig(**values)
