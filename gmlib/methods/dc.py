@@ -9,7 +9,7 @@ tests/test_matching.py checks this map against the code)::
         for t = 0 .. T-1:                                  dc_iteration: outer_loop
             (BatchNorm nets) real statistics, frozen       dc_iteration: freeze_batchnorm_on_real
             B_c <- a batch of real images of each class c  dc_iteration: sample_real
-            (DSA) one Siamese augmentation A_c per class   sample_real: sample_dsa
+            (DSA) one Siamese augmentation A_c per class   class_augmentation: sample_dsa
             for each class c:                              dc_iteration: for c in range
                 D_c = D(grad L(A_c(S_c)), grad L(A_c(B_c)))    dc_iteration: real_gradient, synthetic_gradient
                 grad_S += dD_c/dS                              dc_iteration: d_c.backward
@@ -18,7 +18,8 @@ tests/test_matching.py checks this map against the code)::
 
 DSA changes two things: during matching the real batch and the synthetic images of a class go
 through ONE shared random augmentation (Siamese), and the inner training augments every image
-with its own draw.
+with its own draw. ``MatchingConfig.dsa_siamese=False`` is the ablation that gives the real and
+the synthetic batch of a class a draw each (:func:`class_augmentation`).
 
 The variants of the matching step are chosen once per run (:func:`choose_variant`), never as
 flags inside the class loop: the inter-class and multi-level objectives and the curvature term,
@@ -63,7 +64,7 @@ from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_w
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
-__all__ = ["DCMethod", "RealBatch", "batched_step", "choose_variant", "dc_iteration", "distill",
+__all__ = ["DCMethod", "RealBatch", "batched_step", "choose_variant", "class_augmentation", "dc_iteration", "distill",
     "freeze_batchnorm_on_real", "levels_step", "matching_loss_backward", "matching_step_backward", "mixed_step",
     "resolve_engine", "sample_real", "synthetic_gradient"]
 
@@ -102,7 +103,7 @@ def synthetic_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor,
 class RealBatch:
     """The real images of one outer step: per class (``batches``: classes x B) or one mixed batch,
     as flat ``images``/``labels``; ``siamese``: DSA's augmentation per class (one for a mixed
-    batch), shared by the real and the synthetic images; None for DC."""
+    batch), applied to the real and the synthetic images (:func:`class_augmentation`); None for DC."""
 
     images: Tensor
     labels: Tensor
@@ -110,18 +111,34 @@ class RealBatch:
     siamese: Sequence[Callable[[Tensor], Tensor]] | Callable[[Tensor], Tensor] | None = None
 
 
+def class_augmentation(shape: torch.Size, strategy: str, generator: torch.Generator,
+                       siamese: bool = True) -> Callable[[Tensor], Tensor]:
+    """DSA's augmentation A_c of one class (or of a mixed batch) for one matching step.
+
+    ``siamese`` (DSA): ONE draw, made now, that every call applies, so the real and the synthetic
+    batch go through the same transform. Otherwise (the ablation ``dsa_siamese=False``) a NEW draw
+    from ``generator`` at every call, shared by the images of that one batch: the real and the
+    synthetic batch each get their own transform."""
+    if siamese:
+        return sample_dsa(shape, strategy, generator, siamese=True)
+    return lambda x: dsa(x, strategy, generator, siamese=True)
+
+
 def sample_real(dataset: ImageDataset, config: MatchingConfig, dsa_strategy: str | None,
                 generator: torch.Generator) -> RealBatch:
     """B_c for every class (or, not per class, one mixed batch of batch_real x classes images),
-    then DSA's Siamese draws: one per class (one for the mixed batch)."""
+    then DSA's augmentations: one per class (one for the mixed batch), Siamese unless
+    ``config.dsa_siamese`` is False."""
     if not config.per_class:
         images, labels = dataset.mixed_batch(config.batch_real * dataset.num_classes, generator)
-        siamese = None if dsa_strategy is None else sample_dsa(images.shape, dsa_strategy, generator, siamese=True)
+        siamese = None
+        if dsa_strategy is not None:
+            siamese = class_augmentation(images.shape, dsa_strategy, generator, config.dsa_siamese)
         return RealBatch(images, labels, None, siamese)
     batches = dataset.class_batches(config.batch_real, generator)
     siamese = None
     if dsa_strategy is not None:
-        siamese = [sample_dsa(batches.shape[1:], dsa_strategy, generator, siamese=True)
+        siamese = [class_augmentation(batches.shape[1:], dsa_strategy, generator, config.dsa_siamese)
                    for _ in range(dataset.num_classes)]
     labels = torch.arange(dataset.num_classes, device=batches.device).repeat_interleave(batches.shape[1])
     return RealBatch(batches.flatten(0, 1), labels, batches, siamese)
@@ -150,7 +167,7 @@ def dc_iteration(dc: "DCMethod", it: int, generator: torch.Generator) -> Step:
             losses = torch.zeros(data.num_classes, device=dc.device)
             for c in range(data.num_classes):
                 real_c, syn_c = real.batches[c], syn.images[c * syn.ipc:(c + 1) * syn.ipc]
-                if real.siamese is not None:  # DSA: the SAME augmentation for both
+                if real.siamese is not None:  # DSA: the SAME draw for both (unless dsa_siamese=False)
                     real_c, syn_c = real.siamese[c](real_c), real.siamese[c](syn_c)
                 g_real = real_gradient(net, params, real_c, c, dc.chunk_size)  # a constant target
                 g_syn = synthetic_gradient(net, params, syn_c, c)

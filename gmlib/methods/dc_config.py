@@ -75,7 +75,8 @@ class MatchingConfig:
     ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`dc_loops`):
     ``outer_loop`` image updates per iteration, ``inner_loop`` epochs of network training on the
     synthetic set between them. ``dsa_strategy`` None = the dataset's DSA strategy (method 'dsa'
-    only). ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
+    only). ``dsa_siamese`` (method 'dsa' only) True = DSA: the real and the synthetic batch of a
+    class share one draw; False = the ablation in which each gets its own draw. ``network_kwargs`` go to :func:`gmlib.networks.get_network` (a dict is stored as sorted
     pairs so the config stays hashable). ``eval_at`` lists numbers of completed iterations after
     which to evaluate the current set (0 = the initialisation) with ``eval_config`` (None = the
     protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
@@ -126,6 +127,7 @@ class MatchingConfig:
     hessian_weight: float = 0.0
     hessian_loss: str = "synthetic"
     hessian_kind: str = "exact"
+    dsa_siamese: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.network_kwargs, Mapping):
@@ -156,6 +158,11 @@ class MatchingConfig:
             if self.method != "dsa":
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")
             parse_dsa_strategy(self.dsa_strategy)
+        if not isinstance(self.dsa_siamese, bool):
+            raise ValueError(f"dsa_siamese must be True or False, got {self.dsa_siamese!r}")
+        if not self.dsa_siamese and self.method != "dsa":
+            raise ValueError(f"dsa_siamese={self.dsa_siamese!r} (independent draws for the real and the synthetic "
+                             f"batch) needs method='dsa' (got method={self.method!r}): DC does not augment")
         if isinstance(self.eval_at, int) or not all(is_int(i) for i in self.eval_at):
             raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
         outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
@@ -208,12 +215,15 @@ class MatchingConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON, checkpoints and provenance (loops resolved, eval_config as a dict)."""
+        """Plain data for JSON, checkpoints and provenance (loops resolved, eval_config as a dict;
+        ``dsa_siamese`` only when it is False)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["network_kwargs"] = dict(self.network_kwargs)
         data["eval_at"] = list(self.eval_at)
         data["inner_schedule"] = None if self.inner_schedule is None else list(self.inner_schedule)
         data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
         data["resolved_loops"] = list(self.loops)
+        if self.dsa_siamese:  # the default: left out, so that runs written before the option still resume
+            del data["dsa_siamese"]
         return data
 

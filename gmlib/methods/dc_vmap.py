@@ -42,9 +42,10 @@ def batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, 
     for first in range(0, num_classes, group):
         k = slice(first, first + group)
         real, syn = real_batches[k], syn_by_class[k]
-        if augmentations is not None:  # each class has its own family: augment class by class (cheap)
-            real = torch.stack([aug(r) for aug, r in zip(augmentations[k], real)])
-            syn = torch.stack([aug(s) for aug, s in zip(augmentations[k], syn)])
+        if augmentations is not None:  # each class has its own family: augment class by class (cheap),
+            # real then synthetic as the class loop does (the order of the draws when dsa_siamese=False)
+            pairs = [(aug(r), aug(s)) for aug, r, s in zip(augmentations[k], real, syn)]
+            real, syn = torch.stack([r for r, _ in pairs]), torch.stack([s for _, s in pairs])
         y_real = classes[k, None].expand(-1, batch)
         y_syn = classes[k, None].expand(-1, ipc)
         g_real = per_class_grad(params, real, y_real)
