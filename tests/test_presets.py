@@ -309,7 +309,7 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "08", "10"]
+    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "07", "08", "10"]
     with pytest.raises(ValueError, match="unknown chapter '02'"):
         chapter_budget("02", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
@@ -345,3 +345,35 @@ def test_the_distribution_matching_budget_builds_dm_and_dc_configs():
     assert paper.dm_config("mnist").eval_config.augment == "dsa"
     with pytest.raises(ValueError, match="dm_iterations"):
         budget.replace(dm_iterations=0)
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_the_differentiable_augmentation_budget_builds_dsa_dc_and_family_configs(name):
+    from gmlib.book.budgets import DifferentiableAugmentationBudget
+
+    budget = chapter_budget("07", name)
+    assert isinstance(budget, DifferentiableAugmentationBudget) and budget.profile.name == name
+    n = budget.profile.iterations
+    siamese = budget.dsa_config("mnist")
+    assert (siamese.method, siamese.ipc, siamese.iterations, siamese.eval_at, siamese.dsa_siamese) == \
+        ("dsa", 1, n, (n,), True)
+    assert siamese == dc_config(budget.profile, 1, "mnist", method="dsa", eval_at=(n,))
+    assert siamese.eval_config.augment == "dsa" and siamese.eval_config.dsa_strategy == "color_crop_cutout_scale_rotate"
+    assert budget.dsa_config("mnist", dsa_siamese=False) == siamese.replace(dsa_siamese=False)
+    dc = budget.dc_config("mnist")
+    assert (dc.method, dc.iterations, dc.eval_at) == ("dc", n, ())
+    crop = budget.family_config("fashion-mnist", "crop")
+    assert (crop.dsa_strategy, crop.iterations, crop.eval_at) == ("crop", budget.family_iterations,
+                                                                  (budget.family_iterations,))
+    assert crop.eval_config.dsa_strategy == "color_crop_cutout_flip_scale_rotate"  # the same for every family
+    ipc10 = budget.ipc10_config("mnist")
+    assert (ipc10.method, ipc10.ipc, ipc10.iterations) == ("dsa", 10, budget.ipc10_iterations)
+    assert ipc10.loops == (budget.ipc10_loops or dc_loops(10))
+    for augment in ("none", "dsa"):
+        evaluation = budget.eval_config("mnist", augment)
+        assert evaluation.augment == augment and evaluation.test_size == budget.profile.eval_test_size
+    changed = chapter_budget("07", name, iterations=3)
+    assert changed.profile.iterations == changed.family_iterations == 3
+    assert changed.ipc10_iterations == budget.ipc10_iterations
+    with pytest.raises(ValueError, match="family_iterations"):
+        budget.replace(family_iterations=0)

@@ -29,7 +29,7 @@ from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
 # runs at (with the chapter's cuts applied where it makes them), the other fields are the chapter's
 # numbers, and the methods return the chapter's ready configurations. The values live in the
 # ``_..._BUDGETS`` tables below. A profile missing from a table keeps what its class's
-# ``for_profile`` says: chapters 3, 5 and 6 then run the profile's own budget, chapter 4 the gpu row.
+# ``for_profile`` says: chapters 3, 5, 6 and 7 then run the profile's own budget, chapter 4 the gpu row.
 
 # The distances of seed 002's Table 2 and the settings (columns) of its Table 3.
 SEED002_DISTANCES: tuple[str, ...] = tuple(DISTANCES_SEED002_TABLE2)  # d1, d2, d3, 100*d4, d1+d2, d1+d3, d1+100*d4
@@ -367,6 +367,77 @@ class CrossArchitectureBudget(ChapterBudget):
         return dc_config(self.profile, 10, dataset, **{**values, **overrides})
 
 
+
+_DIFFERENTIABLE_AUGMENTATION_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(profile_changes={}, family_iterations=10, ipc10_iterations=1, ipc10_loops=(2, 5)),
+    "cpu": dict(profile_changes=dict(iterations=30, eval_models=2, eval_test_size=2000), family_iterations=20,
+                ipc10_iterations=1, ipc10_loops=(5, 10)),
+}
+
+
+@dataclass(frozen=True)
+class DifferentiableAugmentationBudget(ChapterBudget):
+    """Chapter 7 (differentiable Siamese augmentation). Three distillations at one image per class
+    with the profile's iterations (DSA with Siamese draws, DSA with independent draws, DC), one per
+    DSA family with ``family_iterations``, and a DSA run at ten images per class with
+    ``ipc10_iterations`` and ``ipc10_loops`` (None: DC's). The small profiles cut the profile
+    itself (cpu: 30 iterations, fewer models, a fixed 2,000-image test subset) and the ten-image run;
+    gpu and paper run the profile's budget for every run."""
+
+    chapter: ClassVar[str] = "07"
+    family_iterations: int
+    ipc10_iterations: int
+    ipc10_loops: tuple[int, int] | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(1, "family_iterations", "ipc10_iterations")
+        _check_loops("ipc10_loops", self.ipc10_loops)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *,
+                    iterations: int | None = None) -> "DifferentiableAugmentationBudget":
+        """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
+        iterations of every one-image-per-class run (the families' too)."""
+        profile = as_profile(profile)
+        values: dict[str, Any] = dict(profile_changes={}, family_iterations=profile.iterations,
+                                      ipc10_iterations=profile.iterations, ipc10_loops=None)
+        values.update(_DIFFERENTIABLE_AUGMENTATION_BUDGETS.get(profile.name, {}))
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            profile = profile.replace(iterations=iterations)
+            values["family_iterations"] = iterations
+        return cls(profile=profile, **values)
+
+    def dsa_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DSA at one image per class with the profile's iterations, evaluated at its end under
+        DSA's protocol (``dsa_siamese=False`` among ``overrides``: the independent-draws ablation)."""
+        n = self.profile.iterations
+        return dc_config(self.profile, 1, dataset, **{"method": "dsa", "eval_at": (n,), **overrides})
+
+    def dc_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DC (no augmentation while distilling) at one image per class with the same iterations;
+        not evaluated by the run (the chapter evaluates it with and without augmentation)."""
+        return dc_config(self.profile, 1, dataset, **{"method": "dc", "eval_at": (), **overrides})
+
+    def family_config(self, dataset: str, family: str, **overrides: Any) -> MatchingConfig:
+        """DSA restricted to one ``family`` ('color', 'crop', ...) for ``family_iterations``, evaluated
+        at its end under DSA's protocol with the dataset's whole strategy (the same for every family)."""
+        n = self.family_iterations
+        return self.dsa_config(dataset, **{"dsa_strategy": family, "iterations": n, "eval_at": (n,), **overrides})
+
+    def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DSA at ten images per class with this budget's iterations and loops, evaluated at its end."""
+        n = self.ipc10_iterations
+        values = dict(method="dsa", iterations=n, eval_at=(n,), **_loops(self.ipc10_loops))
+        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+
+    def eval_config(self, dataset: str, augment: str) -> EvalConfig:
+        """The protocol at this profile for a set of ``dataset``, training with ``augment`` ('none' or
+        'dsa': DSA's per-image draws with the dataset's strategy), whatever distilled the set."""
+        return eval_config(self.profile, dataset, "dsa", augment=augment)
+
+
 _GENERATIVE_TEACHING_BUDGETS: dict[str, dict[str, Any]] = {
     "ci": dict(width=8, batch_real=8, gm_iterations=1, outer_loop=2, gm_inner=2, ift_iterations=2,
                ift_inner=5, terms=2, eval_models=1, eval_epochs=10, eval_width=8, test_size=500,
@@ -459,7 +530,7 @@ class GenerativeTeachingBudget(ChapterBudget):
 
 _DISTRIBUTION_MATCHING_BUDGETS: dict[str, dict[str, Any]] = {
     "ci": dict(dm_iterations=30, dc_iterations=5, ipc10_iterations=20, timed_iterations=2),
-    "cpu": dict(dm_iterations=300, dc_iterations=40, ipc10_iterations=200, timed_iterations=3),
+    "cpu": dict(dm_iterations=300, dc_iterations=40, ipc10_iterations=100, timed_iterations=3),
 }
 
 
@@ -468,7 +539,8 @@ class DistributionMatchingBudget(ChapterBudget):
     """Chapter 8 (distribution matching). ``dm_iterations`` of DM and ``dc_iterations`` of DC at one
     image per class (the comparison at equal iterations and equal time), ``ipc10_iterations`` of DM
     per start at ten images per class (real against noise), and ``timed_iterations`` per method and
-    ipc for the table of seconds per iteration. gpu and paper: the profile's iterations."""
+    for the table of seconds per iteration (DC at ten images per class: one). gpu and paper: the
+    profile's iterations."""
 
     chapter: ClassVar[str] = "08"
     dm_iterations: int
@@ -505,15 +577,15 @@ class DistributionMatchingBudget(ChapterBudget):
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
     for budget in (BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget, CrossArchitectureBudget,
-                   DistributionMatchingBudget, GenerativeTeachingBudget)
+                   DifferentiableAugmentationBudget, DistributionMatchingBudget, GenerativeTeachingBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '08' or '10') at ``profile`` (a name or a
-    :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
+    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '07', '08' or '10') at ``profile`` (a name or
+    a :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
-    ``parameters`` are the chapter's own papermill parameters that change its budget (03 and 05:
+    ``parameters`` are the chapter's own papermill parameters that change its budget (03, 05 and 07:
     ``iterations``; 06: ``iterations``, ``networks``; 08: ``iterations`` (DM's); 10: ``gm_iterations``, ``ift_iterations``);
     None keeps the budget's value.
     """

@@ -381,3 +381,24 @@ NAS_SEED001_TABLE4: dict[int, tuple[Published, Published]] = {
     2: (Published(98.79, None, _TORONTO_T4), Published(91.27, None, _TORONTO_T4)),
     4: (Published(99.26, None, _TORONTO_T4), Published(94.67, None, _TORONTO_T4)),
 }
+
+# Chapter 07, augmentation at distillation vs at evaluation: Medvedev & D'yakonov (seed 003)
+# Table V, MNIST, ConvNet, ipc 10, random crop and rotation. Row (method + teacher, with the
+# settings the table prints beside it) -> column: "test" = augmentation only when training the
+# student on the synthetic set, "train" = only during distillation (on the real batches), "test+train"
+# = both.
+_SEED003_T5 = "Medvedev and D'yakonov n.d., Table V"
+AUGMENTATION_SEED003_TABLE5: dict[str, dict[str, Published]] = {
+    "GM+DD (ic = 1, K = 110)": {"test": Published(96.1, 0.4, _SEED003_T5), "train": Published(94.8, 0.1, _SEED003_T5),
+                                "test+train": Published(93.9, 0.5, _SEED003_T5)},
+    "GM+GTN-lrn (k = 128, ipc = 50, K = 50)": {"test": Published(97.4, 0.1, _SEED003_T5),
+                                               "train": Published(96.2, 0.2, _SEED003_T5),
+                                               "test+train": Published(95.5, 0.4, _SEED003_T5)},
+    "IFT+DD (zeta_theta = 50, K = 500)": {"test": Published(92.3, 0.9, _SEED003_T5),
+                                          "train": Published(91.4, 0.5, _SEED003_T5),
+                                          "test+train": Published(89.2, 1.5, _SEED003_T5)},
+    "IFT+GTN-lrn": {"test": Published(93.0, 0.2, _SEED003_T5), "train": Published(91.4, 0.3, _SEED003_T5),
+                    "test+train": Published(91.4, 0.4, _SEED003_T5)},
+    "IFT+GTN-rnd": {"test": Published(92.2, 0.3, _SEED003_T5), "train": Published(89.7, 0.3, _SEED003_T5),
+                    "test+train": Published(90.9, 0.6, _SEED003_T5)},
+}
