@@ -12,10 +12,10 @@ The layout says what each module is::
         training.py, eval_config.py, evaluate.py   the evaluation protocol
         randomness.py, progress.py, memory.py, runinfo.py, fileio.py, checks.py
     gmlib/run/             the run scaffold: the loop, its History, its checkpoints
-    gmlib/methods/         the distillation methods (DC and DSA, bi-level, GTN, coresets)
+    gmlib/methods/         the distillation methods (DC and DSA, DM, MTT, bi-level, GTN, coresets)
     gmlib/studies/         studies built on them (cross-architecture, NAS proxy)
     gmlib/book/            what the textbook needs (profiles, chapter budgets, published numbers, plots)
-    gmlib/cli.py           ``python -m gmlib data|distill|evaluate``
+    gmlib/cli.py           ``python -m gmlib data|experts|distill|evaluate``
 
 Importing gmlib is cheap and never imports torchvision: every module that needs an optional
 dependency imports it inside the function that uses it.
