@@ -9,19 +9,18 @@ compute profile affords is not decided here: :func:`gmlib.book.presets.dc_config
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive, is_int
+from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive
 from gmlib.distances import get_distance
 from gmlib.dsa import parse_dsa_strategy
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
-from gmlib.networks import check_network_kwargs
+from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES
 
 METHODS = ("dc", "dsa")
@@ -69,7 +68,7 @@ LR_IMG_WARN_FACTOR = 10
 
 
 @dataclass(frozen=True)
-class MatchingConfig:
+class MatchingConfig(RunSettings):
     """Hyperparameters of DC/DSA. The defaults are DC's reference settings.
 
     ``outer_loop``/``inner_loop`` None take DC's values for ``ipc`` (:func:`dc_loops`):
@@ -130,18 +129,15 @@ class MatchingConfig:
     dsa_siamese: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.network_kwargs, Mapping):
-            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        self.check_run_settings()
         check_int("ipc (images per class)", self.ipc, 1)
         check_one_of("method", self.method, METHODS)
-        check_int("iterations", self.iterations, 0)
         if self.outer_loop is not None:
             check_int("outer_loop", self.outer_loop, 1)
         if self.inner_loop is not None:
             check_int("inner_loop", self.inner_loop, 0)
-        for name in ("batch_real", "batch_train", "bn_real_per_class", "eval_models"):
+        for name in ("batch_real", "batch_train", "bn_real_per_class"):
             check_int(name, getattr(self, name), 1)
-        check_int("checkpoint_every", self.checkpoint_every, 0)
         for name in ("lr_img", "lr_net"):
             check_positive(name, getattr(self, name))
         dc_lr_img = DCSettings().lr_img
@@ -152,7 +148,6 @@ class MatchingConfig:
         check_fraction("momentum_img", self.momentum_img)
         get_distance(self.distance)  # raises a ValueError naming the known distances
         check_one_of("init", self.init, INIT_NAMES)
-        check_network_kwargs(self.network, dict(self.network_kwargs))  # names the known networks and keywords
         check_one_of("engine", self.engine, ENGINES)
         if self.dsa_strategy is not None:
             if self.method != "dsa":
@@ -163,14 +158,6 @@ class MatchingConfig:
         if not self.dsa_siamese and self.method != "dsa":
             raise ValueError(f"dsa_siamese={self.dsa_siamese!r} (independent draws for the real and the synthetic "
                              f"batch) needs method='dsa' (got method={self.method!r}): DC does not augment")
-        if isinstance(self.eval_at, int) or not all(is_int(i) for i in self.eval_at):
-            raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
-        outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
-        if outside:
-            raise ValueError(f"eval_at values {outside} lie outside [0, iterations={self.iterations}]")
-        object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
-        if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
-            raise ValueError(f"eval_config must be a gmlib.evaluate.EvalConfig or None, got {type(self.eval_config).__name__}")
         self._check_matching_options()
 
     def _check_matching_options(self) -> None:
@@ -210,18 +197,11 @@ class MatchingConfig:
         return (outer if self.outer_loop is None else self.outer_loop,
                 inner if self.inner_loop is None else self.inner_loop)
 
-    def replace(self, **changes: Any) -> "MatchingConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON, checkpoints and provenance (loops resolved, eval_config as a dict;
         ``dsa_siamese`` only when it is False)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["network_kwargs"] = dict(self.network_kwargs)
-        data["eval_at"] = list(self.eval_at)
+        data = super().as_dict()
         data["inner_schedule"] = None if self.inner_schedule is None else list(self.inner_schedule)
-        data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
         data["resolved_loops"] = list(self.loops)
         if self.dsa_siamese:  # the default: left out, so that runs written before the option still resume
             del data["dsa_siamese"]

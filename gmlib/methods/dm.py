@@ -24,7 +24,6 @@ one backward pass. That is why DM is much cheaper per iteration than gradient ma
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -32,12 +31,13 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from gmlib.checks import check_fraction, check_int, check_one_of, check_positive, is_int
+from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import apply_per_class, dsa_strategy_for, parse_dsa_strategy, sample_dsa
 from gmlib.eval_config import EvalConfig
-from gmlib.networks import check_network_kwargs, has_batchnorm
+from gmlib.networks import has_batchnorm
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
+from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES, init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
@@ -45,7 +45,7 @@ __all__ = ["DMConfig", "DMMethod", "distill_dm", "dm_iteration", "dm_losses", "m
 
 
 @dataclass(frozen=True)
-class DMConfig:
+class DMConfig(RunSettings):
     """DM's hyperparameters; the defaults are the paper's (20,000 iterations, lr_img 1 with
     momentum 0.5, 256 real images per class, real initialisation, Siamese DSA).
 
@@ -71,13 +71,9 @@ class DMConfig:
     eval_models: int = 20
 
     def __post_init__(self) -> None:
-        if isinstance(self.network_kwargs, Mapping):
-            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        self.check_run_settings()
         check_int("ipc (images per class)", self.ipc, 1)
-        check_int("iterations", self.iterations, 0)
         check_int("batch_real", self.batch_real, 1)
-        check_int("eval_models", self.eval_models, 1)
-        check_int("checkpoint_every", self.checkpoint_every, 0)
         check_positive("lr_img", self.lr_img)
         check_fraction("momentum_img", self.momentum_img)
         check_one_of("init", self.init, INIT_NAMES)
@@ -87,28 +83,6 @@ class DMConfig:
             if not self.dsa:
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs dsa=True")
             parse_dsa_strategy(self.dsa_strategy)
-        check_network_kwargs(self.network, dict(self.network_kwargs))
-        if isinstance(self.eval_at, int) or not all(is_int(i) for i in self.eval_at):
-            raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
-        outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
-        if outside:
-            raise ValueError(f"eval_at values {outside} lie outside [0, iterations={self.iterations}]")
-        object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
-        if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
-            raise ValueError(f"eval_config must be a gmlib.eval_config.EvalConfig or None, "
-                             f"got {type(self.eval_config).__name__}")
-
-    def replace(self, **changes: Any) -> "DMConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON, checkpoints and provenance."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["network_kwargs"] = dict(self.network_kwargs)
-        data["eval_at"] = list(self.eval_at)
-        data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
-        return data
 
 
 # --------------------------------------------------------------------------------------------

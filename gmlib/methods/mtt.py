@@ -67,13 +67,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive, is_int
+from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import DSATransform, dsa_strategy_for, parse_dsa_strategy, sample_dsa
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.mtt_experts import ExpertBuffer, check_no_batchnorm, load_buffer
-from gmlib.networks import check_network_kwargs, filter_network_kwargs, get_network
+from gmlib.networks import filter_network_kwargs, get_network
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with
+from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES, SyntheticSet, init_synthetic
 
 __all__ = ["GRADIENTS", "MTTConfig", "MTTMethod", "distill_mtt", "learned_lr_protocol", "measure_mtt_memory",
@@ -83,7 +84,7 @@ GRADIENTS = ("unroll", "recompute")
 
 
 @dataclass(frozen=True)
-class MTTConfig:
+class MTTConfig(RunSettings):
     """MTT's hyperparameters; the defaults are the paper's general ones (5000 iterations, 20 student
     steps matching 3 expert epochs from a start before epoch 25, lr_img 1000, lr_lr 1e-5,
     lr_teacher 0.01, momentum 0.5 for both, real initialisation, DSA). Per-setting values for
@@ -120,10 +121,8 @@ class MTTConfig:
     eval_models: int = 20
 
     def __post_init__(self) -> None:
-        if isinstance(self.network_kwargs, Mapping):
-            object.__setattr__(self, "network_kwargs", tuple(sorted(self.network_kwargs.items())))
+        self.check_run_settings()
         check_int("ipc (images per class)", self.ipc, 1)
-        check_int("iterations", self.iterations, 0)
         check_int("syn_steps", self.syn_steps, 1)
         check_int("expert_epochs", self.expert_epochs, 1)
         check_int("max_start_epoch", self.max_start_epoch, 1)
@@ -139,35 +138,11 @@ class MTTConfig:
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs dsa=True")
             parse_dsa_strategy(self.dsa_strategy)
         check_one_of("gradient", self.gradient, GRADIENTS)
-        check_network_kwargs(self.network, dict(self.network_kwargs))
-        check_int("eval_models", self.eval_models, 1)
-        check_int("checkpoint_every", self.checkpoint_every, 0)
-        if isinstance(self.eval_at, int) or not all(is_int(i) for i in self.eval_at):
-            raise ValueError(f"eval_at must be a sequence of iteration counts, got {self.eval_at!r}")
-        outside = [i for i in self.eval_at if not 0 <= i <= self.iterations]
-        if outside:
-            raise ValueError(f"eval_at values {outside} lie outside [0, iterations={self.iterations}]")
-        object.__setattr__(self, "eval_at", tuple(sorted(set(self.eval_at))))
-        if self.eval_config is not None and not isinstance(self.eval_config, EvalConfig):
-            raise ValueError(f"eval_config must be a gmlib.eval_config.EvalConfig or None, "
-                             f"got {type(self.eval_config).__name__}")
 
     @property
     def lr_log_lr(self) -> float:
         """The SGD rate of u = log(alpha): ``lr_lr / lr_teacher**2`` (the reference's step at alpha = lr_teacher)."""
         return self.lr_lr / self.lr_teacher ** 2
-
-    def replace(self, **changes: Any) -> "MTTConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON, checkpoints and provenance."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["network_kwargs"] = dict(self.network_kwargs)
-        data["eval_at"] = list(self.eval_at)
-        data["eval_config"] = None if self.eval_config is None else self.eval_config.as_dict()
-        return data
 
 
 # --------------------------------------------------------------------------------------------
