@@ -155,14 +155,18 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
     if args.eval_at:
         overrides["eval_at"] = tuple(args.eval_at)
     build = {"dm": dm_config, "mtt": mtt_config}.get(args.method, dc_config)
-    config = build(profile, args.ipc, args.dataset, **overrides)
-    if args.width is not None:
-        from gmlib.networks import filter_network_kwargs
+    return _with_width(build(profile, args.ipc, args.dataset, **overrides), args)
 
-        if not filter_network_kwargs(args.network, {"width": args.width}):
-            raise ValueError(f"--width applies only to convnet and convnet_bn, not {args.network!r}")
-        config = config.replace(network_kwargs={**dict(config.network_kwargs), "width": args.width})
-    return config
+
+def _with_width(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the ConvNet width ``--width`` when given (refused for a network without one)."""
+    from gmlib.networks import filter_network_kwargs
+
+    if args.width is None:
+        return config
+    if not filter_network_kwargs(args.network, {"width": args.width}):
+        raise ValueError(f"--width applies only to convnet and convnet_bn, not {args.network!r}")
+    return config.replace(network_kwargs={**dict(config.network_kwargs), "width": args.width})
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -243,7 +247,6 @@ def _distill(args: argparse.Namespace) -> int:
 def _expert_config(args: argparse.Namespace, profile: Any):
     """The profile's experts (:func:`gmlib.book.presets.expert_config`) with explicit options on top."""
     from gmlib.book.presets import expert_config
-    from gmlib.networks import filter_network_kwargs
 
     overrides: dict[str, Any] = {"network": args.network, "dsa": args.dsa}
     optional = {"experts": args.experts, "epochs": args.epochs, "every": args.every, "lr": args.lr,
@@ -253,12 +256,7 @@ def _expert_config(args: argparse.Namespace, profile: Any):
         overrides["storage_dtype"] = "float16" if args.half else "float32"
     if not args.dsa:
         overrides["dsa_strategy"] = None
-    config = expert_config(profile, args.dataset, **overrides)
-    if args.width is not None:
-        if not filter_network_kwargs(args.network, {"width": args.width}):
-            raise ValueError(f"--width applies only to convnet and convnet_bn, not {args.network!r}")
-        config = config.replace(network_kwargs={**dict(config.network_kwargs), "width": args.width})
-    return config
+    return _with_width(expert_config(profile, args.dataset, **overrides), args)
 
 
 def _experts(args: argparse.Namespace) -> int:
