@@ -309,7 +309,7 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "07", "08", "10"]
+    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "07", "08", "09", "10"]
     with pytest.raises(ValueError, match="unknown chapter '02'"):
         chapter_budget("02", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
@@ -377,3 +377,32 @@ def test_the_differentiable_augmentation_budget_builds_dsa_dc_and_family_configs
     assert changed.ipc10_iterations == budget.ipc10_iterations
     with pytest.raises(ValueError, match="family_iterations"):
         budget.replace(family_iterations=0)
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_the_trajectory_matching_budget_builds_expert_mtt_and_dc_configs(name):
+    from gmlib.book.budgets import TrajectoryMatchingBudget
+    from gmlib.book.presets import expert_config, get_profile, mtt_config
+
+    budget = chapter_budget("09", name)
+    assert isinstance(budget, TrajectoryMatchingBudget) and budget.profile.name == name
+    experts = budget.expert_config("fashion-mnist")
+    assert experts == expert_config(budget.profile, "fashion-mnist", **dict(budget.expert_changes))
+    mtt = budget.mtt_config("fashion-mnist")
+    n = budget.mtt_iterations
+    assert (mtt.ipc, mtt.iterations, mtt.eval_at, mtt.init) == (1, n, (n,), "real")
+    assert mtt.eval_config.augment == "dsa" and dict(mtt.network_kwargs) == dict(experts.network_kwargs)
+    assert mtt.max_start_epoch + mtt.expert_epochs <= len(experts.kept_epochs)  # the buffer serves the config
+    assert budget.mtt_config("mnist", init="noise").init == "noise"
+    dc = budget.dc_config("mnist", init="real")
+    assert (dc.method, dc.iterations, dc.eval_at, dc.init) == ("dc", budget.dc_iterations, (budget.dc_iterations,),
+                                                               "real")
+    assert dict(dc.network_kwargs) == dict(mtt.network_kwargs)  # both methods distil with the same ConvNet
+    assert chapter_budget("09", name, iterations=3).mtt_config("mnist").iterations == 3
+    if name in ("gpu", "paper"):
+        assert experts == expert_config(name, "fashion-mnist")
+        assert mtt == mtt_config(name, 1, "fashion-mnist", eval_at=(n,)) and n == get_profile(name).mtt_iterations
+    with pytest.raises(ValueError, match="memory_steps"):
+        budget.replace(memory_steps=())
+    with pytest.raises(ValueError, match="mtt_changes"):
+        budget.replace(mtt_changes={"syn_steps": 3})

@@ -10,7 +10,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gmlib.book.presets import Profile, as_profile, dc_config, dm_config, eval_config
+from gmlib.book.presets import Profile, as_profile, dc_config, dm_config, eval_config, expert_config, mtt_config
 from gmlib.book.published import DISTANCES_SEED002_TABLE2
 from gmlib.checks import check_int, check_one_of
 from gmlib.eval_config import EvalConfig
@@ -18,6 +18,8 @@ from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dm import DMConfig
 from gmlib.methods.gtn import GTNConfig
+from gmlib.methods.mtt import MTTConfig
+from gmlib.methods.mtt_experts import ExpertConfig
 from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
 
 # --------------------------------------------------------------------------------------------
@@ -29,7 +31,7 @@ from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
 # runs at (with the chapter's cuts applied where it makes them), the other fields are the chapter's
 # numbers, and the methods return the chapter's ready configurations. The values live in the
 # ``_..._BUDGETS`` tables below. A profile missing from a table keeps what its class's
-# ``for_profile`` says: chapters 3, 5, 6 and 7 then run the profile's own budget, chapter 4 the gpu row.
+# ``for_profile`` says: chapters 3, 5, 6, 7, 8 and 9 then run the profile's own budget, chapter 4 the gpu row.
 
 # The distances of seed 002's Table 2 and the settings (columns) of its Table 3.
 SEED002_DISTANCES: tuple[str, ...] = tuple(DISTANCES_SEED002_TABLE2)  # d1, d2, d3, 100*d4, d1+d2, d1+d3, d1+100*d4
@@ -574,19 +576,98 @@ class DistributionMatchingBudget(ChapterBudget):
         return dc_config(self.profile, ipc, dataset, **{"iterations": self.dc_iterations, **overrides})
 
 
+_TRAJECTORY_MATCHING_BUDGETS: dict[str, dict[str, Any]] = {
+    # ci: two buffers of 2 experts x 3 epochs on 100 real images per class (about 15 s each on a
+    # busy CPU core); the ci MTT preset (10 student steps matching 2 epochs from a start before epoch 2).
+    "ci": dict(profile_changes={}, mtt_iterations=10, dc_iterations=5, memory_steps=(2, 5, 10, 20),
+               expert_changes=(("epochs", 3), ("real_per_class", 100))),
+    # cpu: the profile's ConvNet at width 32 for the experts, MTT and DC (the experts of two datasets
+    # at width 64 would take most of the ten minutes), fewer evaluation models, a 2,000-image test subset.
+    "cpu": dict(profile_changes=dict(net_width=32, eval_models=2, eval_test_size=2000), mtt_iterations=40,
+                dc_iterations=40, memory_steps=(5, 10, 20, 40),
+                expert_changes=(("experts", 2), ("epochs", 6), ("real_per_class", 300), ("test_size", 1000)),
+                mtt_changes=(("syn_steps", 12), ("max_start_epoch", 4))),
+}
+
+
+def _check_changes(name: str, changes: Any) -> None:
+    if not isinstance(changes, tuple) or not all(isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str)
+                                                 for c in changes):
+        raise ValueError(f"{name} must be a tuple of (field name, value) pairs, got {changes!r}")
+
+
+@dataclass(frozen=True)
+class TrajectoryMatchingBudget(ChapterBudget):
+    """Chapter 9 (matching training trajectories). One expert buffer per dataset
+    (:func:`gmlib.book.presets.expert_config` with ``expert_changes``), MTT for ``mtt_iterations``
+    (:func:`gmlib.book.presets.mtt_config` with ``mtt_changes``) and DC for ``dc_iterations`` at one
+    image per class, from real images and from noise on both datasets, and one MTT iteration per
+    value of ``memory_steps`` (student steps) and gradient mode for the memory table. The small
+    profiles cut the experts, the iterations and (cpu) the ConvNet's width and the evaluation; gpu
+    and paper run the profile's experts and iterations."""
+
+    chapter: ClassVar[str] = "09"
+    mtt_iterations: int
+    dc_iterations: int
+    memory_steps: tuple[int, ...]
+    expert_changes: tuple[tuple[str, Any], ...] = ()
+    mtt_changes: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(1, "mtt_iterations", "dc_iterations")
+        if not isinstance(self.memory_steps, tuple) or not self.memory_steps:
+            raise ValueError(f"memory_steps must be a non-empty tuple of student step counts, got {self.memory_steps!r}")
+        for n in self.memory_steps:
+            check_int("each of memory_steps", n, 1)
+        _check_changes("expert_changes", self.expert_changes)
+        _check_changes("mtt_changes", self.mtt_changes)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, iterations: int | None = None) -> "TrajectoryMatchingBudget":
+        """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces MTT's iterations."""
+        profile = as_profile(profile)
+        values: dict[str, Any] = dict(profile_changes={}, mtt_iterations=profile.mtt_iterations,
+                                      dc_iterations=profile.iterations, memory_steps=(10, 20, 30, 50))
+        values.update(_TRAJECTORY_MATCHING_BUDGETS.get(profile.name, {}))
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            values["mtt_iterations"] = iterations
+        return cls(profile=profile, **values)
+
+    def expert_config(self, dataset: str, **overrides: Any) -> ExpertConfig:
+        """The experts of ``dataset`` (a name): the profile's, with this budget's changes."""
+        return expert_config(self.profile, dataset, **{**dict(self.expert_changes), **overrides})
+
+    def mtt_config(self, dataset: str, ipc: int = 1, **overrides: Any) -> MTTConfig:
+        """MTT at ``ipc`` images per class with this budget's iterations, evaluated at the end under
+        MTT's paper's protocol (DSA's augmentation; the standard learning rate: see
+        :func:`gmlib.methods.mtt.learned_lr_protocol` for MTT's own)."""
+        n = self.mtt_iterations
+        values = {"iterations": n, "eval_at": (n,), **dict(self.mtt_changes)}
+        return mtt_config(self.profile, ipc, dataset, **{**values, **overrides})
+
+    def dc_config(self, dataset: str, ipc: int = 1, **overrides: Any) -> MatchingConfig:
+        """DC at ``ipc`` images per class with this budget's iterations, evaluated at the end."""
+        n = self.dc_iterations
+        return dc_config(self.profile, ipc, dataset, **{"iterations": n, "eval_at": (n,), **overrides})
+
+
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
     for budget in (BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget, CrossArchitectureBudget,
-                   DifferentiableAugmentationBudget, DistributionMatchingBudget, GenerativeTeachingBudget)
+                   DifferentiableAugmentationBudget, DistributionMatchingBudget, TrajectoryMatchingBudget,
+                   GenerativeTeachingBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '07', '08' or '10') at ``profile`` (a name or
+    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
     a :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
     ``parameters`` are the chapter's own papermill parameters that change its budget (03, 05 and 07:
-    ``iterations``; 06: ``iterations``, ``networks``; 08: ``iterations`` (DM's); 10: ``gm_iterations``, ``ift_iterations``);
+    ``iterations``; 06: ``iterations``, ``networks``; 08: ``iterations`` (DM's); 09: ``iterations``
+    (MTT's); 10: ``gm_iterations``, ``ift_iterations``);
     None keeps the budget's value.
     """
     check_one_of("chapter", chapter, tuple(CHAPTER_BUDGETS))

@@ -402,3 +402,14 @@ AUGMENTATION_SEED003_TABLE5: dict[str, dict[str, Published]] = {
     "IFT+GTN-rnd": {"test": Published(92.2, 0.3, _SEED003_T5), "train": Published(89.7, 0.3, _SEED003_T5),
                     "test+train": Published(90.9, 0.6, _SEED003_T5)},
 }
+
+# Chapter 09, gradient matching against trajectory matching: seed 001 (Shi and Chen, the Toronto
+# report) Table 6. CIFAR-10, 10 images per class, ConvNet, each distilled set evaluated by training
+# a ConvNet for 20 epochs (the report's own protocol); MTT from 10 experts x 20 epochs, 30 student
+# steps matching 2 expert epochs, start before epoch 15, 1000 iterations. Percent, one number per cell.
+_TORONTO_T6 = "Shi and Chen 2022 (Toronto report), Table 6"
+GM_VS_MTT_SEED001: dict[str, dict[str, Published]] = {
+    "cifar10": {"whole set": Published(72.34, None, _TORONTO_T6),
+                "gm real": Published(39.19, None, _TORONTO_T6), "gm noise": Published(36.39, None, _TORONTO_T6),
+                "mtt real": Published(45.75, None, _TORONTO_T6), "mtt noise": Published(35.97, None, _TORONTO_T6)},
+}
