@@ -123,6 +123,16 @@ def parse_dsa_strategy(strategy: str) -> tuple[str, ...]:
     return families
 
 
+def check_dsa_option(dsa: object, strategy: str | None) -> None:
+    """A method's "augment with DSA" switch and its optional strategy (None = the dataset's)."""
+    if not isinstance(dsa, bool):
+        raise ValueError(f"dsa must be True or False, got {dsa!r}")
+    if strategy is not None:
+        if not dsa:
+            raise ValueError(f"dsa_strategy={strategy!r} needs dsa=True")
+        parse_dsa_strategy(strategy)
+
+
 def dsa_strategy_for(dataset: str) -> str:
     """The DSA strategy for a dataset: the default, minus ``flip`` for digits (mnist, svhn).
 

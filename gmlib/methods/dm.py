@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
-from gmlib.dsa import apply_per_class, dsa_strategy_for, parse_dsa_strategy, sample_dsa
+from gmlib.dsa import apply_per_class, check_dsa_option, dsa_strategy_for, sample_dsa
 from gmlib.eval_config import EvalConfig
 from gmlib.networks import has_batchnorm
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
@@ -77,12 +77,7 @@ class DMConfig(RunSettings):
         check_positive("lr_img", self.lr_img)
         check_fraction("momentum_img", self.momentum_img)
         check_one_of("init", self.init, INIT_NAMES)
-        if not isinstance(self.dsa, bool):
-            raise ValueError(f"dsa must be True or False, got {self.dsa!r}")
-        if self.dsa_strategy is not None:
-            if not self.dsa:
-                raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs dsa=True")
-            parse_dsa_strategy(self.dsa_strategy)
+        check_dsa_option(self.dsa, self.dsa_strategy)
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,9 +67,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gmlib.checks import check_bool, check_fraction, check_int, check_one_of, check_positive
+from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
-from gmlib.dsa import DSATransform, dsa_strategy_for, parse_dsa_strategy, sample_dsa
+from gmlib.dsa import DSATransform, check_dsa_option, dsa_strategy_for, sample_dsa
 from gmlib.eval_config import EvalConfig
 from gmlib.methods.mtt_experts import ExpertBuffer, check_no_batchnorm, load_buffer
 from gmlib.networks import filter_network_kwargs, get_network
@@ -132,11 +132,7 @@ class MTTConfig(RunSettings):
         if self.batch_syn is not None:
             check_int("batch_syn (or None)", self.batch_syn, 1)
         check_one_of("init", self.init, INIT_NAMES)
-        check_bool("dsa", self.dsa)
-        if self.dsa_strategy is not None:
-            if not self.dsa:
-                raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs dsa=True")
-            parse_dsa_strategy(self.dsa_strategy)
+        check_dsa_option(self.dsa, self.dsa_strategy)
         check_one_of("gradient", self.gradient, GRADIENTS)
 
     @property
