@@ -367,7 +367,7 @@ def test_the_differentiable_augmentation_budget_builds_dsa_dc_and_family_configs
                                                                   (budget.family_iterations,))
     assert crop.eval_config.dsa_strategy == "color_crop_cutout_flip_scale_rotate"  # the same for every family
     ipc10 = budget.ipc10_config("mnist")
-    assert (ipc10.method, ipc10.ipc, ipc10.iterations) == ("dsa", 10, budget.ipc10_iterations)
+    assert (ipc10.method, ipc10.ipc, ipc10.iterations, ipc10.init) == ("dsa", 10, budget.ipc10_iterations, "real")
     assert ipc10.loops == (budget.ipc10_loops or dc_loops(10))
     for augment in ("none", "dsa"):
         evaluation = budget.eval_config("mnist", augment)

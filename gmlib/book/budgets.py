@@ -381,8 +381,8 @@ _DIFFERENTIABLE_AUGMENTATION_BUDGETS: dict[str, dict[str, Any]] = {
 class DifferentiableAugmentationBudget(ChapterBudget):
     """Chapter 7 (differentiable Siamese augmentation). Three distillations at one image per class
     with the profile's iterations (DSA with Siamese draws, DSA with independent draws, DC), one per
-    DSA family with ``family_iterations``, and a DSA run at ten images per class with
-    ``ipc10_iterations`` and ``ipc10_loops`` (None: DC's). The small profiles cut the profile
+    DSA family with ``family_iterations``, and a DSA run at ten images per class from real samples
+    with ``ipc10_iterations`` and ``ipc10_loops`` (None: DC's). The small profiles cut the profile
     itself (cpu: 30 iterations, fewer models, a fixed 2,000-image test subset) and the ten-image run;
     gpu and paper run the profile's budget for every run."""
 
@@ -429,9 +429,10 @@ class DifferentiableAugmentationBudget(ChapterBudget):
         return self.dsa_config(dataset, **{"dsa_strategy": family, "iterations": n, "eval_at": (n,), **overrides})
 
     def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
-        """DSA at ten images per class with this budget's iterations and loops, evaluated at its end."""
+        """DSA at ten images per class from real samples (as the DSA paper starts) with this budget's
+        iterations and loops, evaluated at its end."""
         n = self.ipc10_iterations
-        values = dict(method="dsa", iterations=n, eval_at=(n,), **_loops(self.ipc10_loops))
+        values = dict(method="dsa", init="real", iterations=n, eval_at=(n,), **_loops(self.ipc10_loops))
         return dc_config(self.profile, 10, dataset, **{**values, **overrides})
 
     def eval_config(self, dataset: str, augment: str) -> EvalConfig:
