@@ -62,6 +62,8 @@ lab: setup
 
 bench: setup
 	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_matching.py
+	$(PY) benchmarks/bench_dm_vs_dc.py
 
 sync: setup
 	$(VENV)/bin/jupytext --sync notebooks/*.md
