@@ -578,10 +578,11 @@ class DistributionMatchingBudget(ChapterBudget):
 
 
 _TRAJECTORY_MATCHING_BUDGETS: dict[str, dict[str, Any]] = {
-    # ci: two buffers of 2 experts x 3 epochs on 100 real images per class (about 15 s each on a
-    # busy CPU core); the ci MTT preset (10 student steps matching 2 epochs from a start before epoch 2).
+    # ci: two buffers of the ci experts cut to 3 epochs (2 experts on 200 real images per class, about
+    # 25 s each on a busy CPU core); the ci MTT preset (10 student steps matching 2 epochs, that is 16
+    # of the experts' SGD steps, from a start before epoch 2).
     "ci": dict(profile_changes={}, mtt_iterations=10, dc_iterations=5, memory_steps=(2, 5, 10, 20),
-               expert_changes=(("epochs", 3), ("real_per_class", 100))),
+               expert_changes=(("epochs", 3),)),
     # cpu: the profile's ConvNet at width 32 for the experts, MTT and DC (the experts of two datasets
     # at width 64 would take most of the ten minutes), fewer evaluation models, a 2,000-image test subset.
     "cpu": dict(profile_changes=dict(net_width=32, eval_models=2, eval_test_size=2000), mtt_iterations=40,
