@@ -331,8 +331,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = eval_config(profile, syn.dataset, method if method in DISTILLATION_METHODS else "dc", width=args.width,
                              **explicit)
         config = protocol_variant(config, args.protocol)
+        if args.learned_lr:  # MTT's own protocol: the learning rate distilled with the set
+            from gmlib.methods.mtt import learned_lr_protocol
+
+            protocol = learned_lr_protocol(config, syn)
+            config = protocol.config
+            print(protocol.label)
     except ValueError as error:
-        args.parser.error(str(error))
+        args.parser.error(f"{args.set}: {error}" if args.learned_lr else str(error))
     try:
         dataset = _load_dataset(syn.dataset, device, args.cache_dir)
     except DataError as error:
@@ -350,7 +356,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                        progress=args.progress)
     report: dict[str, Any] = {
         "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
-        "models": models, "protocol": args.protocol, "device": str(device), "hardware": describe_hardware(device),
+        "models": models, "protocol": args.protocol, "learned_lr": args.learned_lr, "device": str(device),
+        "hardware": describe_hardware(device),
         "versions": library_versions(), "results": {},
     }
     for name, result in results.items():
@@ -552,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "gmlib 0.1's protocol)")
     evaluate.add_argument("--width", type=_int_at_least(1), default=None,
                           help="ConvNet width of the evaluated networks (default: the profile's)")
+    evaluate.add_argument("--learned-lr", action="store_true",
+                          help="train with the learning rate distilled with the set (MTT's own protocol; "
+                               "report it beside the standard one)")
     evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
     _add_common(evaluate)
     evaluate.set_defaults(run=_evaluate, parser=evaluate)

@@ -170,6 +170,8 @@ def test_evaluate_prints_mean_and_std_per_network_and_writes_json(tmp_path, caps
     assert convnet["config"]["dsa_strategy"] == "color_crop_cutout_scale_rotate"  # digits: no flip
     assert gmlib("evaluate", tmp_path / "missing.pt", "--profile", "ci") == 2
     assert "missing.pt" in capsys.readouterr().err
+    assert gmlib("evaluate", out / "synthetic.pt", "--learned-lr", "--profile", "ci") == 2  # a DSA set has none
+    assert "no metadata['learned_lr']: it was not distilled by MTT" in capsys.readouterr().err
     # gmlib 0.1's protocol by name: its MNIST augmentation and schedule reach the config.
     old_path = tmp_path / "old.json"
     assert gmlib("evaluate", out / "synthetic.pt", "--models", "1", "--epochs", "2", "--profile", "ci", "--width", "8",

@@ -312,6 +312,13 @@ def test_the_cli_builds_a_buffer_and_distills_on_it(tmp_path, capsys, monkeypatc
     saved = torch.load(tmp_path / "run" / "synthetic.pt", weights_only=True)
     assert saved["metadata"]["learned_lr"] > 0 and saved["metadata"]["method"] == "mtt"
     assert saved["metadata"]["provenance"]["extra"]["config"]["network_kwargs"] == {"width": 8}
+    # MTT's own protocol from the command line: the learned rate, labelled, in the report.
+    report = tmp_path / "learned.json"
+    assert gmlib("evaluate", tmp_path / "run" / "synthetic.pt", "--learned-lr", "--models", "1", "--epochs", "2",
+                 "--profile", "ci", "--width", "8", "--json", report, "--no-progress") == 0
+    assert "MTT's protocol: the learned learning rate" in capsys.readouterr().out
+    used = json.loads(report.read_text())
+    assert used["learned_lr"] and used["results"]["convnet"]["config"]["lr"] == pytest.approx(saved["metadata"]["learned_lr"])
 
 
 @pytest.mark.parametrize("argv, words", [
