@@ -84,3 +84,13 @@ def test_chapter_anatomy(md_path):
     last = code_cells(nb)[-1]
     assert "sanity" in last.source.lower() and "hide-input" in last.metadata.get("tags", []), \
         f"{md_path.name}: the last code cell must hold the hidden sanity assertions"
+
+
+@pytest.mark.parametrize("md_path", CHAPTERS, ids=lambda p: p.stem)
+def test_a_figure_cell_shows_only_its_figure(md_path):
+    """A cell with a numbered figure (``mystnb: figure``) gives the figure's label to every rich
+    output it displays: a table displayed there too makes a duplicate label, an error of the book
+    build. Display tables in a cell of their own."""
+    for i, cell in enumerate(code_cells(jupytext.read(md_path))):
+        if "figure" in cell.metadata.get("mystnb", {}):
+            assert "display(" not in cell.source, f"{md_path.name} cell {i}: a figure cell displays a table"
