@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--batch-real", type=int, default=256)
+    parser.add_argument("--ipcs", type=int, nargs="+", default=[1, 10], choices=[1, 10],
+                        help="images per class to time (default: 1 10)")
     parser.add_argument("--dm-iterations", type=int, default=5, help="timed DM iterations per ipc")
     parser.add_argument("--dc-iterations", type=int, default=3, help="timed DC iterations at 1 image per class")
     parser.add_argument("--dc-ipc10-iterations", type=int, default=1,
@@ -77,7 +79,8 @@ def main() -> None:
     data = random_mnist(device)
     network = {"width": args.width}
     rows = []
-    for ipc, dc_iterations in ((1, args.dc_iterations), (10, args.dc_ipc10_iterations)):
+    for ipc in args.ipcs:
+        dc_iterations = args.dc_iterations if ipc == 1 else args.dc_ipc10_iterations
         dm = DMMethod(data, DMConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network), 0, device)
         dc = DCMethod(data, MatchingConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network), 0, device)
         seconds = {"dm": [], "dc": []}
