@@ -67,9 +67,10 @@ class StoredRun:
     def describe(self) -> str:
         """Two lines of provenance: what ran, where and how long; and its accuracy."""
         width = self.config.get("network_kwargs", {}).get("width")
+        real = f"{self.config['batch_real']} real images per class, " if "batch_real" in self.config else ""
         return (f"stored {self.name}: {self.made['method']} on {self.synthetic.dataset}, {self.synthetic.ipc} image(s) "
                 f"per class, profile {self.made['preset']}, {self.iterations} iterations, ConvNet width {width}, "
-                f"{self.config['batch_real']} real images per class, seed {self.made['seed']}, gmlib "
+                f"{real}seed {self.made['seed']}, gmlib "
                 f"{self.made['code_version']['gmlib']} (commit {str(self.made['code_version']['git_commit'])[:7]}), "
                 f"{self.distill_seconds:.0f} s on {self.made['hardware']}\n"
                 f"  accuracy under the protocol: {100 * self.mean:.2f} ± {100 * self.std:.2f} % over {self.models} "
