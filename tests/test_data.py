@@ -249,6 +249,18 @@ def test_subset_is_class_ordered_and_seeded() -> None:
     assert torch.equal(images, toy.subset(5, seed=3)[0])
 
 
+def test_holdout_makes_a_validation_split_from_train_images_only() -> None:
+    toy = toy_dataset()
+    split = toy.holdout(2, seed=1)
+    ids = lambda images: set(images[:, 0, 0, 1].long().tolist())  # noqa: E731 - each toy image's id
+    assert split.test_labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(split.test_images[:, 0, 0, 0], split.test_labels.float())  # labels kept
+    assert len(split.train_labels) == 12 and not ids(split.train_images) & ids(split.test_images)
+    assert ids(split.train_images) | ids(split.test_images) == ids(toy.train_images)
+    assert torch.equal(split.test_images, toy.holdout(2, seed=1).test_images)  # seeded
+    assert "2 train images per class held out (seed 1)" in split.source
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda d: d.class_indices(3), "class index 3 is out of range; toy has classes 0..2"),
     (lambda d: d.class_indices(-1), "class index -1"),
@@ -256,6 +268,7 @@ def test_subset_is_class_ordered_and_seeded() -> None:
     (lambda d: d.sample(0, 0, 0), "must be an integer >= 1, got 0"),
     (lambda d: d.subset(6), "n_per_class is 6 but at most 5 are available"),
     (lambda d: d.subset(0), "n_per_class must be an integer >= 1"),
+    (lambda d: d.holdout(5), "the validation images per class is 5 but at most 4 are available"),
     (lambda d: d.normalise(torch.zeros(2, 3, 4, 4)), "expected images (..., 1, H, W)"),
 ])
 def test_bad_arguments_name_the_value_and_the_allowed_range(call, message) -> None:

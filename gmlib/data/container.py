@@ -145,6 +145,22 @@ class ImageDataset:
         labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(n_per_class)
         return images, labels
 
+    def holdout(self, per_class: int, seed: int = 0) -> "ImageDataset":
+        """A copy for choosing hyperparameters without the test set: ``per_class`` random train
+        images of every class become its test split (the validation images) and the rest its train
+        split. The real test images are not in it at all, so nothing tuned on it can peek at them."""
+        smallest = min(len(indices) for indices in self._by_class)
+        _check_count(per_class, "the validation images per class", smallest - 1)
+        generator = torch.Generator().manual_seed(seed)
+        held = torch.cat([indices[torch.randperm(len(indices), generator=generator)[:per_class].to(indices.device)]
+                          for indices in self._by_class])
+        keep = torch.ones(len(self.train_labels), dtype=torch.bool, device=self.device)
+        keep[held] = False
+        return dataclasses.replace(
+            self, train_images=self.train_images[keep], train_labels=self.train_labels[keep],
+            test_images=self.train_images[held], test_labels=self.train_labels[held],
+            source=f"{self.source}; validation split: {per_class} train images per class held out (seed {seed})")
+
     def to(self, device: str | torch.device) -> "ImageDataset":
         """A copy with every tensor on ``device`` ('auto' picks CUDA when available)."""
         device = resolve_device(device)
