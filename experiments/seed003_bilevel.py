@@ -9,6 +9,13 @@ published row beside ours.
     python experiments/seed003_bilevel.py --profile cpu --seed 0 --out results/seed003_bilevel
 
 Writes ``<out>/seed003_bilevel_<profile>.json`` (rows, configs, provenance) and prints a table.
+``--seconds`` replaces the profile's time per method, ``--methods`` runs some rows only, and
+``--keep`` keeps each method's run folder (``<out>/<method slug>/``: synthetic set with its
+provenance, history, checkpoint), which also makes the distillations resumable:
+
+    python experiments/seed003_bilevel.py --profile cpu --seconds 900 --methods "unroll + DD (ic = 1)" "IFT + DD" \
+        --keep --out results/seed003_bilevel_900s
+
 Timings on a shared CPU are upper bounds. Memory on a CPU is the process's resident set: the
 absolute peak includes the interpreter and MNIST, so the column that compares methods is the
 growth during the distillation loop ("added MiB"); the paper's numbers are GPU MiB.
@@ -31,6 +38,7 @@ from gmlib.evaluate import evaluate_set
 from gmlib.memory import track_peak_memory
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig, distill_implicit, distill_unrolled
 from gmlib.runinfo import describe_hardware, library_versions
+from gmlib.synthetic import make_provenance, save_synthetic
 
 # Per profile: ConvNet width (distillation and evaluation), real batch, seconds per method,
 # the cap on outer steps (the paper's K), IFT student steps (zeta_theta) and the evaluation
@@ -57,6 +65,11 @@ def published_cells(method: str) -> dict:
             "published_params": row.params, "published_gpu_mib": row.gpu_mib}
 
 
+def run_slug(method: str) -> str:
+    """A row's folder name: 'unroll + DD (ic = 1)' -> 'unroll_dd_ic1'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in method.lower().replace(" = ", "")).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(BUDGETS), default="cpu")
@@ -64,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/seed003_bilevel"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--image-init", default="noise", help="start of the synthetic images (gmlib.synthetic)")
+    parser.add_argument("--seconds", type=float, default=None, help="distillation seconds per method (default: the profile's)")
+    parser.add_argument("--methods", nargs="+", choices=sorted(PUBLISHED), default=None, metavar="METHOD",
+                        help=f"the rows to run (default all: {', '.join(PUBLISHED)})")
+    parser.add_argument("--keep", action="store_true", help="keep each method's run folder under --out (resumable)")
     args = parser.parse_args(argv)
-    budget = BUDGETS[args.profile]
+    budget = dict(BUDGETS[args.profile])
+    if args.seconds is not None:
+        budget["seconds"] = args.seconds
     started = time.perf_counter()
     dataset = load_dataset("mnist", device=args.device)
     common = dict(ipc=IPC, batch_real=budget["batch_real"], image_init=args.image_init, init_mode="random",
@@ -78,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         ("IFT + DD", ImplicitConfig(iterations=budget["ift_k"], inner_steps=budget["zeta"], neumann_terms=3,
                                     neumann_alpha=0.1, **common)),
     ]
+    if args.methods is not None:
+        runs = [(method, config) for method, config in runs if method in args.methods]
     eval_config = EvalConfig(network_kwargs={"width": budget["width"]}, test_size=budget["test_size"])
     rows = []
 
@@ -98,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{rows[-1]['method']}: {result}", flush=True)
     for method, config in runs:
         distill = distill_unrolled if isinstance(config, UnrollConfig) else distill_implicit
+        folder = args.out / run_slug(method) if args.keep else None
         with track_peak_memory(args.device) as whole:
-            outcome = distill(dataset, config, seed=args.seed, device=args.device)
+            outcome = distill(dataset, config, seed=args.seed, device=args.device, out_dir=folder)
         history = outcome.history
         images, labels = outcome.synthetic.detached()
         result = evaluate(images, labels)
@@ -110,8 +132,18 @@ def main(argv: list[str] | None = None) -> int:
                      "peak_mib": history.peak_mib, "added_mib": history.added_mib, "memory_kind": history.memory_kind,
                      "final_outer_loss": history.losses[-1][0] if history.completed else None,
                      "learned_lrs": [] if learned_lrs is None else learned_lrs.tolist(),
-                     "config": config.as_dict(), **published_cells(method)})
+                     "config": config.as_dict(), "folder": run_slug(method) if args.keep else None,
+                     **published_cells(method)})
         print(f"{method}: {outcome.summary()}; {result}", flush=True)
+        if folder is not None:  # the set with its provenance, and the history, beside the checkpoint
+            extra = {"dataset": "mnist", "ipc": IPC, "row": method, "config": config.as_dict(),
+                     "distill_seconds": sum(history.seconds), "resumed_at": list(history.resumed_at),
+                     "learned_lrs": rows[-1]["learned_lrs"], "evaluation": eval_config.as_dict(),
+                     "accuracies": result.accuracies}
+            provenance = make_provenance(run_slug(method), f"seed003_bilevel {args.profile}", args.seed,
+                                         history.completed, sum(history.seconds), extra, device=args.device)
+            save_synthetic(outcome.synthetic, folder / "synthetic.pt", provenance=provenance)
+            history.save_json(folder / "history.json")
         del whole
 
     wall = time.perf_counter() - started

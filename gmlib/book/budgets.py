@@ -77,6 +77,18 @@ class ChapterBudget:
             if getattr(self, name) is not None:
                 check_int(f"{name} (or None)", getattr(self, name), 1)
 
+    @staticmethod
+    def _profile_and_values(profile: Profile, defaults: dict[str, Any], table: dict[str, dict[str, Any]],
+                            iterations: int | None = None) -> tuple[Profile, dict[str, Any]]:
+        """The chapter's profile and numbers at ``profile``: ``defaults`` updated by the profile's row
+        of the chapter's ``table``, whose ``profile_changes`` (if any) cut the profile itself;
+        ``iterations`` (the chapter's parameter) then replaces the profile's iterations."""
+        values = {"profile_changes": {}, **defaults, **table.get(profile.name, {})}
+        profile = profile.replace(**values.pop("profile_changes"))
+        if iterations is not None:
+            profile = profile.replace(iterations=iterations)
+        return profile, values
+
     def as_dict(self) -> dict[str, Any]:
         """The chapter's numbers (every field but ``profile``), in field order."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profile"}
@@ -189,13 +201,9 @@ class WhatHowWhereBudget(ChapterBudget):
         """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
         iterations of the one-image-per-class runs."""
         profile = as_profile(profile)
-        values: dict[str, Any] = dict(profile_changes={}, ipc10_iterations=profile.iterations, ipc10_loops=None,
-                                      distances=SEED002_DISTANCES, settings=SEED002_SETTINGS, per_class_ipc=10,
-                                      probe_per_class=None)
-        values.update(_WHAT_HOW_WHERE_BUDGETS.get(profile.name, {}))
-        profile = profile.replace(**values.pop("profile_changes"))
-        if iterations is not None:
-            profile = profile.replace(iterations=iterations)
+        defaults = dict(ipc10_iterations=profile.iterations, ipc10_loops=None, distances=SEED002_DISTANCES,
+                        settings=SEED002_SETTINGS, per_class_ipc=10, probe_per_class=None)
+        profile, values = cls._profile_and_values(profile, defaults, _WHAT_HOW_WHERE_BUDGETS, iterations)
         return cls(profile=profile, **values)
 
     def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
@@ -290,12 +298,8 @@ class InitialisationBudget(ChapterBudget):
         """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
         iterations of the one-image-per-class runs."""
         profile = as_profile(profile)
-        values: dict[str, Any] = dict(profile_changes={}, ipc10_iterations=profile.iterations, ipc10_loops=None,
-                                      ipc10_eval_start=True)
-        values.update(_INITIALISATION_BUDGETS.get(profile.name, {}))
-        profile = profile.replace(**values.pop("profile_changes"))
-        if iterations is not None:
-            profile = profile.replace(iterations=iterations)
+        defaults = dict(ipc10_iterations=profile.iterations, ipc10_loops=None, ipc10_eval_start=True)
+        profile, values = cls._profile_and_values(profile, defaults, _INITIALISATION_BUDGETS, iterations)
         return cls(profile=profile, **values)
 
     def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
@@ -349,15 +353,12 @@ class CrossArchitectureBudget(ChapterBudget):
         iterations per network) and ``networks`` (the matrix's rows and columns) replace the
         budget's when given."""
         profile = as_profile(profile)
-        values: dict[str, Any] = dict(
-            profile_changes={}, networks=DC_CROSS_ARCH_NETWORKS, variants=("lenet_original", "alexnet_original"),
+        defaults = dict(
+            networks=DC_CROSS_ARCH_NETWORKS, variants=("lenet_original", "alexnet_original"),
             ipc10_iterations=profile.iterations, ipc10_loops=None, nas_real_per_class=profile.whole_set_per_class,
             nas_real_epochs=profile.whole_set_epochs, nas_models=profile.eval_models,
         )
-        values.update(_CROSS_ARCHITECTURE_BUDGETS.get(profile.name, {}))
-        profile = profile.replace(**values.pop("profile_changes"))
-        if iterations is not None:
-            profile = profile.replace(iterations=iterations)
+        profile, values = cls._profile_and_values(profile, defaults, _CROSS_ARCHITECTURE_BUDGETS, iterations)
         if networks is not None:
             values["networks"] = tuple(networks)
         return cls(profile=profile, **values)
@@ -402,12 +403,9 @@ class DifferentiableAugmentationBudget(ChapterBudget):
         """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces the
         iterations of every one-image-per-class run (the families' too)."""
         profile = as_profile(profile)
-        values: dict[str, Any] = dict(profile_changes={}, family_iterations=profile.iterations,
-                                      ipc10_iterations=profile.iterations, ipc10_loops=None)
-        values.update(_DIFFERENTIABLE_AUGMENTATION_BUDGETS.get(profile.name, {}))
-        profile = profile.replace(**values.pop("profile_changes"))
+        defaults = dict(family_iterations=profile.iterations, ipc10_iterations=profile.iterations, ipc10_loops=None)
+        profile, values = cls._profile_and_values(profile, defaults, _DIFFERENTIABLE_AUGMENTATION_BUDGETS, iterations)
         if iterations is not None:
-            profile = profile.replace(iterations=iterations)
             values["family_iterations"] = iterations
         return cls(profile=profile, **values)
 
@@ -629,10 +627,9 @@ class TrajectoryMatchingBudget(ChapterBudget):
     def for_profile(cls, profile: str | Profile, *, iterations: int | None = None) -> "TrajectoryMatchingBudget":
         """The budget at ``profile``; ``iterations`` (the chapter's parameter) replaces MTT's iterations."""
         profile = as_profile(profile)
-        values: dict[str, Any] = dict(profile_changes={}, mtt_iterations=profile.mtt_iterations,
-                                      dc_iterations=profile.iterations, memory_steps=(10, 20, 30, 50))
-        values.update(_TRAJECTORY_MATCHING_BUDGETS.get(profile.name, {}))
-        profile = profile.replace(**values.pop("profile_changes"))
+        defaults = dict(mtt_iterations=profile.mtt_iterations, dc_iterations=profile.iterations,
+                        memory_steps=(10, 20, 30, 50))
+        profile, values = cls._profile_and_values(profile, defaults, _TRAJECTORY_MATCHING_BUDGETS)
         if iterations is not None:
             values["mtt_iterations"] = iterations
         return cls(profile=profile, **values)
