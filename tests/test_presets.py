@@ -406,3 +406,20 @@ def test_the_trajectory_matching_budget_builds_expert_mtt_and_dc_configs(name):
         budget.replace(memory_steps=())
     with pytest.raises(ValueError, match="mtt_changes"):
         budget.replace(mtt_changes={"syn_steps": 3})
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_the_cpu_mtt_preset_is_the_validation_search_choice(dataset):
+    """The cpu profile's lr_img and expert_epochs are the cell of the stored search
+    (experiments/mtt_search.py) with the best mean accuracy on the validation split."""
+    from gmlib.book.presets import mtt_config
+    from gmlib.book.stored_runs import load_stored_json
+
+    search = load_stored_json("mtt_search_mnist", "results.json")
+    assert search["dataset"] == "mnist" and search["profile"] == "cpu" and len(search["cells"]) == 9
+    best = max(search["cells"], key=lambda cell: cell["validation_mean"])
+    config = mtt_config("cpu", 1, dataset)
+    assert (config.lr_img, config.expert_epochs) == (best["lr_img"], best["expert_epochs"])
+    searched = search["cells"][0]["config"]  # every other setting of the search is the preset's
+    for name in ("syn_steps", "max_start_epoch", "lr_lr", "lr_teacher", "init", "network_kwargs"):
+        assert searched[name] == config.as_dict()[name], name
