@@ -9,6 +9,11 @@ sets are also evaluated on LeNet and the MLP (a corner of Table VI).
     python experiments/seed003_gtn.py --profile cpu --seed 0 --out results/seed003_gtn
 
 Writes ``<out>/seed003_gtn_<profile>.json`` (rows, configs, provenance) and prints a table.
+``--gm-iterations`` replaces the profile's GM iterations, ``--methods`` runs some rows only, and
+``--keep`` saves each row's set (``<out>/<row slug>/synthetic.pt``, with its provenance), e.g.
+
+    python experiments/seed003_gtn.py --profile cpu --gm-iterations 60 --methods "GM + GTN-lrn (k = 64)" \
+        --keep --out results/seed003_gtn_60it
 Timings on a shared CPU are upper bounds; memory on a CPU is the process's peak resident set.
 """
 
@@ -32,6 +37,7 @@ from gmlib.methods.dc import distill
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.gtn import GTNConfig, train_gtn
 from gmlib.runinfo import describe_hardware, library_versions
+from gmlib.synthetic import make_provenance, save_synthetic
 
 # Budgets: GM takes `outer_loop` teacher updates per iteration, IFT one, so IFT gets more
 # iterations (the paper: K = 110 for GM, 1080 for IFT).
@@ -62,8 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/seed003_gtn"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gm-iterations", type=int, default=None, help="GM iterations (default: the profile's)")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                        help="the rows to run, by label (default all; e.g. 'GM + DD' 'GM + GTN-lrn (k = 64)')")
+    parser.add_argument("--keep", action="store_true", help="save each row's set under --out")
     args = parser.parse_args(argv)
-    budget = BUDGETS[args.profile]
+    budget = dict(BUDGETS[args.profile])
+    if args.gm_iterations is not None:
+        budget["gm_iterations"] = args.gm_iterations
     started = time.perf_counter()
     dataset = load_dataset("mnist", device=args.device)
     net_kwargs = {"width": budget["width"]}
@@ -79,6 +91,24 @@ def main(argv: list[str] | None = None) -> int:
              (f"GM + GTN-rnd (k = {big})", gm.replace(k=big, mode="random_input")),
              (f"IFT + GTN-lrn (k = {big})", ift.replace(k=big)),
              (f"IFT + GTN-rnd (k = {big})", ift.replace(k=big, mode="random_input"))]
+    wanted = set(args.methods or ["GM + DD", *(label for label, _ in runs)])
+    unknown = sorted(wanted - {"GM + DD", *(label for label, _ in runs)})
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; the rows of profile {args.profile}: "
+                     f"{['GM + DD', *(label for label, _ in runs)]}")
+    runs = [(label, config) for label, config in runs if label in wanted]
+
+    def keep(label, synthetic, config, seconds, accuracy):
+        """The row's set with its provenance, in <out>/<slug>/synthetic.pt (with --keep)."""
+        if not args.keep:
+            return None
+        slug = "_".join("".join(c if c.isalnum() else " " for c in label.lower().replace(" = ", "")).split())
+        extra = {"dataset": "mnist", "ipc": 10, "row": label, "config": config.as_dict(), "distill_seconds": seconds,
+                 "evaluation": eval_config.as_dict(), "accuracy": accuracy}
+        provenance = make_provenance(slug, f"seed003_gtn {args.profile}", args.seed, config.iterations, seconds, extra,
+                                     device=args.device)
+        save_synthetic(synthetic, args.out / slug / "synthetic.pt", provenance=provenance)
+        return slug
 
     def evaluate(images, labels, network="convnet"):
         config = eval_config if network == "convnet" else EvalConfig(
@@ -91,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     # Baseline: gradient matching on free pixels with the same budget (DC's loop, its own lr_img).
     dd_config = MatchingConfig(ipc=10, iterations=gm.iterations, outer_loop=gm.outer_loop, inner_loop=gm.inner_steps,
                                batch_real=gm.batch_real, network_kwargs=net_kwargs)
-    with track_peak_memory(args.device) as memory:
-        dd = distill(dataset, dd_config, seed=args.seed, device=args.device, progress=False)
-    images, labels = dd.synthetic.detached()
-    rows.append({"method": "GM + DD", "config": dd_config.as_dict(), "params": images.numel(),
-                 "peak_mib": memory.peak_mib, "memory_kind": memory.kind, "distill_seconds": memory.seconds,
-                 "accuracy": evaluate(images, labels),
-                 "cross": {n: evaluate(images, labels, n) for n in CROSS_NETWORKS}})
-    print(f"{rows[-1]['method']}: {rows[-1]['accuracy']['mean']:.1f} %", flush=True)
+    if "GM + DD" in wanted:
+        with track_peak_memory(args.device) as memory:
+            dd = distill(dataset, dd_config, seed=args.seed, device=args.device, progress=False)
+        images, labels = dd.synthetic.detached()
+        rows.append({"method": "GM + DD", "config": dd_config.as_dict(), "params": images.numel(),
+                     "peak_mib": memory.peak_mib, "memory_kind": memory.kind, "distill_seconds": memory.seconds,
+                     "accuracy": evaluate(images, labels),
+                     "cross": {n: evaluate(images, labels, n) for n in CROSS_NETWORKS}})
+        rows[-1]["folder"] = keep("GM + DD", dd.synthetic, dd_config, memory.seconds, rows[-1]["accuracy"])
+        print(f"{rows[-1]['method']}: {rows[-1]['accuracy']['mean']:.1f} %", flush=True)
     for label, config in runs:
         result = train_gtn(dataset, config, seed=args.seed, device=args.device, progress=False)
         images, labels = result.synthetic.detached()
@@ -109,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                "losses": [losses[0] for losses in history.losses], "accuracy": evaluate(images, labels)}
         if label == f"GM + GTN-lrn (k = {big})":
             row["cross"] = {n: evaluate(images, labels, n) for n in CROSS_NETWORKS}
+        row["folder"] = keep(label, result.synthetic, config, row["distill_seconds"], row["accuracy"])
         rows.append(row)
         print(f"{label}: {row['accuracy']['mean']:.1f} %", flush=True)
 
