@@ -5,14 +5,15 @@ their :class:`gmlib.run.loop.Method` (one iteration exactly as a run performs it
 seeding), alternating between the two so that a change in the machine's load hits both:
 
 * DM: one fresh random network, one forward pass of the real images (no graph), one of the
-  synthetic images, one first-order backward pass, one image step;
+  synthetic images, one first-order backward pass, one image step; eager, and compiled
+  (``DMConfig.compile``: its first iteration, which compiles, is timed apart and not in the median);
 * DC: its own loops for the ipc (1 image per class: one matching step; 10: ten matching steps with
   50 epochs of network training between them), each step a second-order backward pass per class.
 
 Data: RANDOM TENSORS shaped like MNIST (1x28x28, 10 classes, 600 per class), so only the timings
 mean anything. Defaults are the papers' settings (ConvNet width 128, 256 real images per class).
 
-    python benchmarks/bench_dm_vs_dc.py --threads 1                      # CPU, about 5 minutes
+    python benchmarks/bench_dm_vs_dc.py --threads 1                      # CPU, about 10 minutes
     python benchmarks/bench_dm_vs_dc.py --device cuda --dc-iterations 5  # on a GPU
 
 Writes benchmarks/results/dm_vs_dc_<device>.json.
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--dc-iterations", type=int, default=3, help="timed DC iterations at 1 image per class")
     parser.add_argument("--dc-ipc10-iterations", type=int, default=1,
                         help="timed DC iterations at 10 images per class (each is long on a CPU)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the compiled DM (torch.compile needs a C++ compiler on a CPU)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,19 +84,34 @@ def main() -> None:
     rows = []
     for ipc in args.ipcs:
         dc_iterations = args.dc_iterations if ipc == 1 else args.dc_ipc10_iterations
-        dm = DMMethod(data, DMConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network), 0, device)
-        dc = DCMethod(data, MatchingConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network), 0, device)
-        seconds = {"dm": [], "dc": []}
-        for it in range(max(args.dm_iterations, dc_iterations)):  # alternate: the same load for both
-            if it < args.dm_iterations:
-                seconds["dm"].append(seconds_of_one_iteration(dm, it))
-            if it < dc_iterations:
-                seconds["dc"].append(seconds_of_one_iteration(dc, it))
-        dm_s, dc_s = statistics.median(seconds["dm"]), statistics.median(seconds["dc"])
-        rows.append({"ipc": ipc, "dc_loops": list(dc.config.loops), "dm_seconds": seconds["dm"],
-                     "dc_seconds": seconds["dc"], "dm_median_s": dm_s, "dc_median_s": dc_s, "dc_over_dm": dc_s / dm_s})
-        print(f"ipc {ipc:2d}: DM {dm_s:8.3f} s/iteration ({len(seconds['dm'])} timed), DC {dc_s:8.3f} s/iteration "
-              f"({len(seconds['dc'])} timed, loops {dc.config.loops}): DC / DM = {dc_s / dm_s:.1f}")
+        dm_config = DMConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network)
+        methods = {"dm": DMMethod(data, dm_config, 0, device),
+                   "dc": DCMethod(data, MatchingConfig(ipc=ipc, batch_real=args.batch_real, network_kwargs=network),
+                                  0, device)}
+        counts = {"dm": args.dm_iterations, "dc": dc_iterations}
+        row = {"ipc": ipc, "dc_loops": list(methods["dc"].config.loops)}
+        if args.compile:
+            methods["dm_compiled"] = DMMethod(data, dm_config.replace(compile=True), 0, device)
+            counts["dm_compiled"] = args.dm_iterations
+            row["dm_compiled_first_iteration_s"] = seconds_of_one_iteration(methods["dm_compiled"], 0)  # compiles
+        seconds = {name: [] for name in methods}
+        for it in range(max(counts.values())):  # alternate: the same load for every method
+            for name, method in methods.items():
+                if it < counts[name]:
+                    seconds[name].append(seconds_of_one_iteration(method, it + 1))
+        medians = {name: statistics.median(values) for name, values in seconds.items()}
+        row.update({f"{name}_seconds": values for name, values in seconds.items()})
+        row.update({f"{name}_median_s": median for name, median in medians.items()})
+        row["dc_over_dm"] = medians["dc"] / medians["dm"]
+        line = (f"ipc {ipc:2d}: DM {medians['dm']:8.3f} s/iteration ({len(seconds['dm'])} timed), DC "
+                f"{medians['dc']:8.3f} s/iteration ({len(seconds['dc'])} timed, loops {methods['dc'].config.loops}): "
+                f"DC / DM = {row['dc_over_dm']:.1f}")
+        if args.compile:
+            row["dm_over_dm_compiled"] = medians["dm"] / medians["dm_compiled"]
+            line += (f"; DM compiled {medians['dm_compiled']:8.3f} s/iteration (first, compiling: "
+                     f"{row['dm_compiled_first_iteration_s']:.1f} s): {row['dm_over_dm_compiled']:.2f}x eager DM")
+        rows.append(row)
+        print(line, flush=True)
     report = {
         "benchmark": "dm_vs_dc", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": str(device), "cpu": cpu_model(), "threads": torch.get_num_threads(), "versions": library_versions(),

@@ -130,6 +130,10 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
     if args.method != "mtt" and _given(args, _MTT_ONLY):
         raise ValueError(f"{_given(args, _MTT_ONLY)[0]} is an option of trajectory matching (--method mtt), "
                          f"not of --method {args.method}")
+    if args.compile and args.method != "dm":
+        raise ValueError(f"--compile is an option of distribution matching (--method dm), not of --method {args.method}")
+    if args.method == "dm":
+        overrides["compile"] = args.compile
     if args.method in ("dm", "mtt"):
         given = _given(args, _MATCHING_ONLY) + (_given(args, ("batch_real",)) if args.method == "mtt" else [])
         if given:
@@ -462,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                          help="continue from OUT/checkpoint.pt when it exists; a checkpoint of other settings "
                               "or another seed is refused; --no-resume starts over")
+    distill.add_argument("--compile", action="store_true",
+                         help="dm only: run the network's passes through torch.compile (the first iteration "
+                              "compiles; needs a C++ compiler on a CPU)")
     distill.add_argument("--engine", default="auto", choices=ENGINES,
                          help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
                               "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")

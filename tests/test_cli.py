@@ -131,12 +131,15 @@ def test_distill_takes_its_configuration_from_the_presets(tmp_path) -> None:
     dm = config("--method", "dm", "--ipc", "10", "--lr-img", "2")
     assert dm == dm_config(profile, 10, "mnist", lr_img=2.0)
     assert dm.init == "real" and dm.iterations == profile.dm_iterations and dm.eval_config.augment == "dsa"
+    assert not dm.compile and config("--method", "dm", "--compile").compile
 
 
 def test_distill_refuses_gradient_matching_options_for_dm(tmp_path, capsys) -> None:
     for option in (["--outer-loop", "3"], ["--distance", "mse"], ["--no-per-class"]):
         assert gmlib("distill", "--dataset", "mnist", "--method", "dm", "--out", str(tmp_path / "x"), *option) == 2
         assert f"{option[0].replace('no-', '')} is an option of gradient matching" in capsys.readouterr().err
+    assert gmlib("distill", "--dataset", "mnist", "--method", "dsa", "--compile", "--out", str(tmp_path / "x")) == 2
+    assert "--compile is an option of distribution matching (--method dm), not of --method dsa" in capsys.readouterr().err
 
 
 def test_distill_dm_runs_resumes_and_extends(tmp_path, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
 
 import pytest
 import torch
@@ -112,6 +113,26 @@ def test_a_run_is_seeded_and_reaches_a_lower_loss(dataset):
     assert first.history.method == "dm" and first.synthetic.metadata["method"] == "dm"
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile's CPU backend needs a C++ compiler")
+def test_the_compiled_passes_equal_the_eager_ones_and_compile_once(dataset):
+    """compile=True: the same losses and images to float32 rounding, and a fresh network each
+    iteration reuses the compiled code (the weights are inputs, not constants)."""
+    from torch._dynamo.utils import counters
+
+    config = tiny_config(dsa=True)
+    eager = DMMethod(dataset, config, seed=2, device=CPU)
+    compiled = DMMethod(dataset, config.replace(compile=True), seed=2, device=CPU)
+    for it in range(3):
+        expected = eager.iteration(it, iteration_generator(2, it)).losses
+        if it == 1:
+            graphs = counters["stats"]["unique_graphs"]
+        losses = compiled.iteration(it, iteration_generator(2, it)).losses
+        assert torch.allclose(torch.as_tensor(losses), torch.as_tensor(expected), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(compiled.synthetic.images, eager.synthetic.images, rtol=1e-4, atol=1e-5)
+    assert graphs > 0 and counters["stats"]["unique_graphs"] == graphs, "a fresh network recompiled the embedding"
+
+
 def test_a_nan_loss_stops_the_run_before_updating(dataset):
     method = DMMethod(dataset, tiny_config(), seed=0, device=CPU)
     with torch.no_grad():
@@ -137,6 +158,7 @@ def test_evaluations_during_a_run(dataset):
     ({"dsa_strategy": "crop_blur"}, "blur"),
     ({"network": "transformer"}, "transformer"),
     ({"eval_at": (5,), "iterations": 3}, "outside"),
+    ({"compile": "yes"}, "compile must be True or False, got 'yes'"),
 ])
 def test_bad_configurations_are_refused_by_name(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -19,17 +19,22 @@ DM's algorithm, line by line, and where each line is (tests/test_dm.py checks th
 
 There is no inner loop and no second derivative: one forward pass of the real images (without a
 graph: they are a constant target) and one of the synthetic images, for all classes at once, then
-one backward pass. That is why DM is much cheaper per iteration than gradient matching.
+one backward pass. That is why DM is much cheaper per iteration than gradient matching, and why its
+passes can be compiled (``DMConfig.compile``; ``torch.compile`` cannot compile a double backward):
+:func:`compiled_embedding` compiles the embedding once with the weights as inputs, so the fresh
+network of every iteration reuses the compiled code.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from itertools import chain
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
@@ -41,7 +46,7 @@ from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES, init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
-__all__ = ["DMConfig", "DMMethod", "distill_dm", "dm_iteration", "dm_losses", "mean_embeddings"]
+__all__ = ["DMConfig", "DMMethod", "compiled_embedding", "distill_dm", "dm_iteration", "dm_losses", "mean_embeddings"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,9 @@ class DMConfig(RunSettings):
 
     ``dsa`` False matches without augmentation; ``dsa_strategy`` None = the dataset's strategy
     (no flip for digits). ``network_kwargs`` go to :func:`gmlib.networks.get_network`.
-    ``eval_at``, ``eval_config`` and ``eval_models``: evaluations during the run, as
+    ``compile`` runs the network's embedding through ``torch.compile`` (the first iteration pays the
+    compilation; the numbers agree with the eager passes to float32 rounding, not bit for bit, so a
+    run cannot switch it on resume). ``eval_at``, ``eval_config`` and ``eval_models``: evaluations during the run, as
     :class:`gmlib.methods.dc_config.MatchingConfig`'s.
     """
 
@@ -65,6 +72,7 @@ class DMConfig(RunSettings):
     dsa_strategy: str | None = None
     network: str = "convnet"
     network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
+    compile: bool = False
     checkpoint_every: int = 0
     eval_at: tuple[int, ...] = ()
     eval_config: EvalConfig | None = None
@@ -73,6 +81,8 @@ class DMConfig(RunSettings):
     def __post_init__(self) -> None:
         self.check_run_settings()
         check_int("ipc (images per class)", self.ipc, 1)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
         check_int("batch_real", self.batch_real, 1)
         check_positive("lr_img", self.lr_img)
         check_fraction("momentum_img", self.momentum_img)
@@ -85,15 +95,51 @@ class DMConfig(RunSettings):
 # --------------------------------------------------------------------------------------------
 
 
-def mean_embeddings(net: nn.Module, images: Tensor, classes: int, chunk_size: int | None = None) -> Tensor:
+Embedding = Callable[[nn.Module, Tensor], Tensor]
+
+
+def _eager_embedding(net: nn.Module, images: Tensor) -> Tensor:
+    return net.embed(images)
+
+
+def mean_embeddings(net: nn.Module, images: Tensor, classes: int, chunk_size: int | None = None,
+                    embedding: Embedding = _eager_embedding) -> Tensor:
     """The mean of ``net.embed`` over each of ``classes`` equal, contiguous blocks of ``images``:
     shape (classes, embed_dim). ``chunk_size`` images per forward pass only bound the memory (a
-    BatchNorm network sees the whole batch at once: its statistics depend on the batch)."""
+    BatchNorm network sees the whole batch at once: its statistics depend on the batch).
+    ``embedding(net, images)`` computes ``net.embed(images)`` (or its compiled equivalent)."""
     if chunk_size is None or has_batchnorm(net) or len(images) <= chunk_size:
-        features = net.embed(images)
+        features = embedding(net, images)
     else:
-        features = torch.cat([net.embed(chunk) for chunk in images.split(chunk_size)])
+        features = torch.cat([embedding(net, chunk) for chunk in images.split(chunk_size)])
     return features.reshape(classes, -1, features.shape[-1]).mean(dim=1)
+
+
+class _EmbedAsForward(nn.Module):
+    """``net.embed`` as a module's forward, so that ``functional_call`` can run it with other weights."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net.embed(images)
+
+
+def compiled_embedding(template: nn.Module) -> Embedding:
+    """``embedding(net, images) = net.embed(images)`` for any ``net`` of ``template``'s architecture,
+    through one ``torch.compile``d function whose weights are inputs: a new random network each
+    iteration does not trigger a recompilation (each new input shape or grad mode compiles once)."""
+    wrapper = _EmbedAsForward(template)
+
+    @torch.compile(dynamic=False)
+    def run(tensors: dict[str, Tensor], images: Tensor) -> Tensor:
+        return functional_call(wrapper, tensors, (images,))
+
+    def embedding(net: nn.Module, images: Tensor) -> Tensor:
+        return run({f"net.{name}": t for name, t in chain(net.named_parameters(), net.named_buffers())}, images)
+
+    return embedding
 
 
 def dm_losses(real_means: Tensor, syn_means: Tensor) -> Tensor:
@@ -113,8 +159,8 @@ def dm_iteration(dm: "DMMethod", it: int, generator: torch.Generator) -> Step:
                  for _ in range(data.num_classes)]
         real, syn_images = apply_per_class(draws, real), apply_per_class(draws, syn_images)
     with torch.no_grad():  # the real side is a constant target
-        real_means = mean_embeddings(net, real, data.num_classes, dm.chunk_size)
-    syn_means = mean_embeddings(net, syn_images, data.num_classes)
+        real_means = mean_embeddings(net, real, data.num_classes, dm.chunk_size, dm.embedding)
+    syn_means = mean_embeddings(net, syn_images, data.num_classes, embedding=dm.embedding)
     losses = dm_losses(real_means, syn_means)
     check_finite(losses, "the distribution-matching loss", it, dm.divergence_hint, "class")
     dm.optimizer.zero_grad(set_to_none=True)
@@ -140,6 +186,10 @@ class DMMethod(PixelMethod):
         self.synthetic = init_synthetic(self.dataset, config.ipc, config.init, seed=seed, device=device)
         self.optimizer = torch.optim.SGD([self.synthetic.images], lr=config.lr_img, momentum=config.momentum_img)
         self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
+        self.embedding = _eager_embedding
+        if config.compile:  # the architecture's template: any seed, only its shapes matter
+            template = fresh_network(config.network, config.network_kwargs, self.dataset, torch.Generator(), device)
+            self.embedding = compiled_embedding(template)
 
     def iteration(self, it: int, generator: torch.Generator) -> Step:
         return dm_iteration(self, it, generator)
