@@ -86,8 +86,7 @@ def build_info_page(profile: str, records: dict[str, dict]) -> str:
     """The 'About this build' page: profile, hardware, versions and chapter runtimes."""
     sys.path.insert(0, str(ROOT))
     from gmlib.book.presets import get_profile
-    from gmlib.runinfo import describe_hardware, library_versions
-    from gmlib.synthetic import git_commit
+    from gmlib.runinfo import describe_hardware, git_commit, library_versions
 
     prof = get_profile(profile)
     commit, dirty = git_commit()

@@ -36,8 +36,8 @@ from gmlib.data import load_dataset
 from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig, protocol_variant
 from gmlib.evaluate import evaluate_set
 from gmlib.fileio import atomic_write_text, json_ready
-from gmlib.runinfo import describe_hardware, library_versions
-from gmlib.synthetic import git_commit, load_synthetic
+from gmlib.runinfo import describe_hardware, git_commit, library_versions
+from gmlib.synthetic import load_synthetic
 
 SETS = {
     "mnist_ipc1_cpu": "results/mnist_ipc1_cpu/synthetic.pt",

@@ -37,8 +37,8 @@ from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
 from gmlib.memory import track_peak_memory
 from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig, distill_implicit, distill_unrolled
-from gmlib.runinfo import describe_hardware, library_versions
-from gmlib.synthetic import make_provenance, save_synthetic
+from gmlib.runinfo import describe_hardware, library_versions, make_provenance
+from gmlib.synthetic import save_synthetic
 
 # Per profile: ConvNet width (distillation and evaluation), real batch, seconds per method,
 # the cap on outer steps (the paper's K), IFT student steps (zeta_theta) and the evaluation

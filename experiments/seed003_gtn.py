@@ -36,8 +36,8 @@ from gmlib.memory import track_peak_memory
 from gmlib.methods.dc import distill
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.gtn import GTNConfig, train_gtn
-from gmlib.runinfo import describe_hardware, library_versions
-from gmlib.synthetic import make_provenance, save_synthetic
+from gmlib.runinfo import describe_hardware, library_versions, make_provenance
+from gmlib.synthetic import save_synthetic
 
 # Budgets: GM takes `outer_loop` teacher updates per iteration, IFT one, so IFT gets more
 # iterations (the paper: K = 110 for GM, 1080 for IFT).

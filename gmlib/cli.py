@@ -184,7 +184,8 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.run.checkpoint import CheckpointError
     from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
     from gmlib.runinfo import resolve_device
-    from gmlib.synthetic import check_init, make_provenance, save_synthetic
+    from gmlib.runinfo import make_provenance
+    from gmlib.synthetic import check_init, save_synthetic
 
     profile = get_profile(args.profile)
     buffer = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -69,3 +70,31 @@ def json_ready(value: Any) -> Any:
     """``value`` as plain JSON data (what json.dump writes and json.load gives back); anything
     JSON cannot hold (paths, devices, dtypes) becomes its string."""
     return json.loads(json.dumps(value, default=str))
+
+
+def plain_data(value: Any, where: str) -> Any:
+    """A copy of ``value`` made of only what ``torch.load(weights_only=True)`` reads back.
+
+    Subclasses are converted to their base type (torch.__version__ is a str subclass that the safe
+    loader refuses; numpy scalars become Python numbers); anything else is a clear ValueError.
+    """
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # bool was handled above; numpy integers land here
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        items = [plain_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else items  # named tuples become plain ones
+    if isinstance(value, dict):
+        for key in value:
+            if type(key) is not str:
+                raise ValueError(f"{where} has key {key!r}; metadata keys must be strings")
+        return {key: plain_data(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise ValueError(f"{where} is a {type(value).__name__}; metadata may hold only None, bool, int, float, "
+                     f"str, tensors, lists, tuples and dicts")

@@ -1,19 +1,26 @@
 """Provenance of a number: which hardware, which library versions, how long it took.
 
 Every figure the book prints is followed by a line from :func:`provenance_line`, so a reader
-whose result differs can see at once what differed.
+whose result differs can see at once what differed; every stored set carries the record of
+:func:`make_provenance` (method, preset, seed, code version and git commit, libraries, hardware,
+time).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from gmlib.fileio import plain_data
 
 
 def available_devices() -> list[str]:
@@ -101,3 +108,60 @@ def provenance_line(profile: str, seed: int, seconds: float | None = None, devic
     if seconds is not None:
         parts.append(f"{seconds:.1f} s")
     return ", ".join(parts)
+
+
+
+GIT_TIMEOUT_S = 2.0
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):  # no git, or it hung
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the gmlib checkout this code runs from; (None, None) when not in one.
+
+    Only a repository whose top level holds this very ``gmlib`` package counts: an installed gmlib
+    inside someone else's repository must not report that repository's commit.
+    """
+    package_root = Path(__file__).resolve().parent.parent
+    out = _git(["rev-parse", "--show-toplevel", "HEAD"], package_root)
+    if out is None or len(out.splitlines()) != 2:
+        return None, None
+    top, commit = out.splitlines()
+    if Path(top).resolve() != package_root:
+        return None, None
+    status = _git(["status", "--porcelain", "--untracked-files=no"], package_root)
+    return commit, (None if status is None else bool(status))
+
+
+def make_provenance(method: str, preset: str, seed: int | None, iterations: int | None,
+                    wall_time_s: float | None, extra: dict | None = None, *,
+                    device: str | torch.device = "auto") -> dict:
+    """What produced a synthetic set, as plain data to store with it.
+
+    Keys: method, preset (the named preset or profile), seed, iterations, wall_time_s,
+    code_version (gmlib version, git commit and whether the checkout had local changes; commit None
+    outside a git checkout), library_versions, hardware (of ``device``), date (UTC, ISO 8601),
+    and extra (any further plain values, e.g. the distance used).
+    """
+    from gmlib import __version__
+
+    commit, dirty = git_commit()
+    provenance = {
+        "method": method,
+        "preset": preset,
+        "seed": seed,
+        "iterations": iterations,
+        "wall_time_s": None if wall_time_s is None else float(wall_time_s),
+        "code_version": {"gmlib": __version__, "git_commit": commit, "git_dirty": dirty},
+        "library_versions": library_versions(),
+        "hardware": describe_hardware(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "extra": dict(extra or {}),
+    }
+    return plain_data(provenance, "provenance")

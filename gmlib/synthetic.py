@@ -8,17 +8,14 @@ dataset's *normalised* space (the space the networks see), as one leaf tensor wi
 
 :func:`init_synthetic` starts a set from one of :data:`INIT_NAMES`; :func:`save_synthetic` and
 :func:`load_synthetic` keep it as one verified file, with the provenance from
-:func:`make_provenance` (method, preset, seed, code and library versions, hardware, time).
+:func:`gmlib.runinfo.make_provenance` (method, preset, seed, code and library versions, hardware, time).
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import hashlib
-import numbers
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,9 +25,9 @@ from torch import Tensor
 
 from gmlib.checks import check_int
 from gmlib.data.container import ImageDataset, denormalise
-from gmlib.fileio import atomic_torch_save
+from gmlib.fileio import atomic_torch_save, plain_data
 from gmlib.memory import available_bytes
-from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+from gmlib.runinfo import resolve_device
 
 INIT_NAMES = ("noise", "real", "black", "white", "gray", "class-mean")
 
@@ -284,96 +281,8 @@ def init_synthetic(dataset: ImageDataset, ipc: int, init: str = "noise", *, gene
 
 
 # ---------------------------------------------------------------------------------------------
-# Provenance
-# ---------------------------------------------------------------------------------------------
-
-GIT_TIMEOUT_S = 2.0
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
-    except (OSError, subprocess.SubprocessError):  # no git, or it hung
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the gmlib checkout this code runs from; (None, None) when not in one.
-
-    Only a repository whose top level holds this very ``gmlib`` package counts: an installed gmlib
-    inside someone else's repository must not report that repository's commit.
-    """
-    package_root = Path(__file__).resolve().parent.parent
-    out = _git(["rev-parse", "--show-toplevel", "HEAD"], package_root)
-    if out is None or len(out.splitlines()) != 2:
-        return None, None
-    top, commit = out.splitlines()
-    if Path(top).resolve() != package_root:
-        return None, None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], package_root)
-    return commit, (None if status is None else bool(status))
-
-
-def make_provenance(method: str, preset: str, seed: int | None, iterations: int | None,
-                    wall_time_s: float | None, extra: dict | None = None, *,
-                    device: str | torch.device = "auto") -> dict:
-    """What produced a synthetic set, as plain data to store with it.
-
-    Keys: method, preset (the named preset or profile), seed, iterations, wall_time_s,
-    code_version (gmlib version, git commit and whether the checkout had local changes; commit None
-    outside a git checkout), library_versions, hardware (of ``device``), date (UTC, ISO 8601),
-    and extra (any further plain values, e.g. the distance used).
-    """
-    from gmlib import __version__
-
-    commit, dirty = git_commit()
-    provenance = {
-        "method": method,
-        "preset": preset,
-        "seed": seed,
-        "iterations": iterations,
-        "wall_time_s": None if wall_time_s is None else float(wall_time_s),
-        "code_version": {"gmlib": __version__, "git_commit": commit, "git_dirty": dirty},
-        "library_versions": library_versions(),
-        "hardware": describe_hardware(device),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "extra": dict(extra or {}),
-    }
-    return _plain(provenance, "provenance")
-
-
-# ---------------------------------------------------------------------------------------------
 # Save and load
 # ---------------------------------------------------------------------------------------------
-
-
-def _plain(value: Any, where: str) -> Any:
-    """A copy of ``value`` made of only what ``torch.load(weights_only=True)`` reads back.
-
-    Subclasses are converted to their base type (torch.__version__ is a str subclass that the safe
-    loader refuses; numpy scalars become Python numbers); anything else is a clear ValueError.
-    """
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if isinstance(value, Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, numbers.Integral):  # bool was handled above; numpy integers land here
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        items = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return tuple(items) if isinstance(value, tuple) else items  # named tuples become plain ones
-    if isinstance(value, dict):
-        for key in value:
-            if type(key) is not str:
-                raise ValueError(f"{where} has key {key!r}; metadata keys must be strings")
-        return {key: _plain(item, f"{where}[{key!r}]") for key, item in value.items()}
-    raise ValueError(f"{where} is a {type(value).__name__}; metadata may hold only None, bool, int, float, "
-                     f"str, tensors, lists, tuples and dicts")
 
 
 def tensor_sha256(tensor: Tensor) -> str:
@@ -393,7 +302,7 @@ def save_synthetic(syn: SyntheticSet, path: str | os.PathLike, *, provenance: di
     metadata = dict(syn.metadata)
     if provenance is not None:
         metadata["provenance"] = provenance
-    metadata = _plain(metadata, "metadata")
+    metadata = plain_data(metadata, "metadata")
     images, labels = syn.images.detach().cpu().contiguous(), syn.labels.cpu()
     payload = {
         "format": _FORMAT_NAME,

@@ -19,9 +19,9 @@ from gmlib.synthetic import (
     SyntheticSet,
     init_synthetic,
     load_synthetic,
-    make_provenance,
     save_synthetic,
 )
+from gmlib.runinfo import make_provenance
 
 MEAN, STD = (0.2, 0.5, 0.7), (0.1, 0.25, 0.4)
 CLASS_SIZES = (4, 5, 3)  # uneven on purpose: class 2 is the smallest

@@ -301,7 +301,7 @@ def finished_expert(path: Path, index: int, settings: dict[str, Any]) -> bool:
 def write_manifest(folder: Path, settings: dict[str, Any], config: ExpertConfig, records: Sequence[dict]) -> dict:
     """Write ``manifest.json`` for the experts finished so far (``complete`` once all are)."""
     from gmlib import __version__
-    from gmlib.synthetic import git_commit
+    from gmlib.runinfo import git_commit
 
     commit, dirty = git_commit()
     experts = []

@@ -48,8 +48,8 @@ from gmlib.progress import progress_bar
 from gmlib.randomness import draw_seed, global_rng_from, iteration_generator
 from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.run.history import Evaluation, History
-from gmlib.runinfo import describe_hardware, library_versions
-from gmlib.synthetic import SyntheticSet, git_commit
+from gmlib.runinfo import describe_hardware, git_commit, library_versions
+from gmlib.synthetic import SyntheticSet
 
 CHECKPOINT_FORMAT = "gmlib.run.checkpoint"
 CHECKPOINT_VERSION = 2
