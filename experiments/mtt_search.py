@@ -31,7 +31,7 @@ from gmlib.book.presets import eval_config, mtt_config
 from gmlib.data import load_dataset
 from gmlib.evaluate import evaluate_set
 from gmlib.methods.mtt import distill_mtt
-from gmlib.methods.mtt_experts import load_buffer
+from gmlib.methods.mtt_buffer import load_buffer
 from gmlib.runinfo import describe_hardware, library_versions
 
 LR_IMG = (100.0, 1000.0, 10000.0)

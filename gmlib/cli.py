@@ -144,7 +144,7 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
             raise ValueError("--method mtt needs --buffer BUFFER, the experts' buffer (build one with "
                              "`python -m gmlib experts --dataset DATASET --out BUFFER`)")
         if buffer is None:
-            from gmlib.methods.mtt_experts import load_buffer
+            from gmlib.methods.mtt_buffer import load_buffer
 
             buffer = load_buffer(args.buffer)
         overrides.update(_mtt_overrides(args, buffer))
@@ -180,11 +180,10 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.methods.dc import distill
     from gmlib.methods.dm import distill_dm
     from gmlib.methods.mtt import check_buffer_fits, distill_mtt
-    from gmlib.methods.mtt_experts import load_buffer
+    from gmlib.methods.mtt_buffer import load_buffer
     from gmlib.run.checkpoint import CheckpointError
     from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
-    from gmlib.runinfo import resolve_device
-    from gmlib.runinfo import make_provenance
+    from gmlib.runinfo import make_provenance, resolve_device
     from gmlib.synthetic import check_init, save_synthetic
 
     profile = get_profile(args.profile)

@@ -56,7 +56,8 @@ def tiny_buffer(folder=None):
     import tempfile
     from pathlib import Path
 
-    from gmlib.methods.mtt_experts import BUFFER_VERSION, load_buffer, train_experts
+    from gmlib.methods.mtt_buffer import BUFFER_VERSION, load_buffer
+    from gmlib.methods.mtt_experts import train_experts
 
     if folder is None:
         folder = Path(tempfile.gettempdir()) / f"gmlib-tests-{getpass.getuser()}" / f"tiny-buffer-v{BUFFER_VERSION}"

@@ -15,10 +15,11 @@ from fakes import STRATEGY, TINY_NET, brightness_classes, fake_dataset, tiny_buf
 import gmlib.cli as cli
 from gmlib.eval_config import EvalConfig
 from gmlib.methods import mtt as mtt_module
-from gmlib.methods import mtt_experts
+from gmlib.methods import mtt_buffer, mtt_experts
 from gmlib.methods.mtt import (MTTConfig, MTTMethod, StudentStep, distill_mtt, learned_lr_protocol,
                                measure_mtt_memory, recomputed_gradient, unrolled_gradient)
-from gmlib.methods.mtt_experts import ExpertConfig, load_buffer, train_experts
+from gmlib.methods.mtt_buffer import load_buffer
+from gmlib.methods.mtt_experts import ExpertConfig, train_experts
 from gmlib.networks import get_network
 from gmlib.randomness import iteration_generator
 from gmlib.run.checkpoint import CheckpointError
@@ -119,7 +120,7 @@ def test_the_buffer_format(tmp_path, dataset):
     config = tiny_expert_config(experts=1, epochs=4, every=2, storage_dtype="float16")
     buffer = train_experts(dataset, config, tmp_path, seed=5, progress=False, device="cpu")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["format"] == mtt_experts.BUFFER_FORMAT and manifest["version"] == mtt_experts.BUFFER_VERSION
+    assert manifest["format"] == mtt_buffer.BUFFER_FORMAT and manifest["version"] == mtt_buffer.BUFFER_VERSION
     assert (manifest["dataset"], manifest["num_classes"], manifest["image_shape"]) == ("fake", 3, [1, 8, 8])
     assert manifest["network"] == "convnet" and manifest["network_kwargs"] == TINY_NET
     assert manifest["kept_epochs"] == [0, 2, 4] and manifest["seed"] == 5 and manifest["storage_dtype"] == "float16"

@@ -71,7 +71,8 @@ from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import DSATransform, check_dsa_option, dsa_strategy_for, sample_dsa
 from gmlib.eval_config import EvalConfig
-from gmlib.methods.mtt_experts import ExpertBuffer, check_no_batchnorm, load_buffer
+from gmlib.methods.mtt_buffer import ExpertBuffer, load_buffer
+from gmlib.methods.mtt_experts import check_no_batchnorm
 from gmlib.networks import filter_network_kwargs, get_network
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with
 from gmlib.run.settings import RunSettings
@@ -286,7 +287,7 @@ def check_buffer_fits(buffer: ExpertBuffer, config: MTTConfig) -> None:
 class MTTMethod(PixelMethod):
     """MTT as :func:`gmlib.run.loop.run` drives it: the synthetic set, the log of the learned rate
     and one momentum-SGD optimiser for both; the experts come from ``buffer`` (a path or a loaded
-    :class:`~gmlib.methods.mtt_experts.ExpertBuffer`)."""
+    :class:`~gmlib.methods.mtt_buffer.ExpertBuffer`)."""
 
     divergence_hint = "lr_img or lr_lr"
 
