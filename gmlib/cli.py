@@ -182,7 +182,8 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.methods.mtt import check_buffer_fits, distill_mtt
     from gmlib.methods.mtt_buffer import load_buffer
     from gmlib.run.checkpoint import CheckpointError
-    from gmlib.run.loop import DivergenceError, FolderInUseError, Terminated
+    from gmlib.run.loop import DivergenceError
+    from gmlib.run.stopping import FolderInUseError, Terminated
     from gmlib.runinfo import make_provenance, resolve_device
     from gmlib.synthetic import check_init, save_synthetic
 

@@ -24,7 +24,8 @@ from gmlib.methods.dc import DCMethod  # noqa: E402
 from gmlib.methods.dm import DMConfig, DMMethod  # noqa: E402
 from gmlib.methods.gtn import GTNConfig, GTNMethod  # noqa: E402
 from gmlib.methods.mtt import MTTConfig, MTTMethod  # noqa: E402
-from gmlib.run.loop import Method, Terminated, run  # noqa: E402
+from gmlib.run.loop import Method, run  # noqa: E402
+from gmlib.run.stopping import Terminated  # noqa: E402
 
 METHOD_NAMES = ("dc", "dsa", "dm", "mtt", "unroll", "implicit", "gtn")
 

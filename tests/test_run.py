@@ -20,7 +20,8 @@ from gmlib.distances import get_distance
 from gmlib.randomness import global_rng_from, iteration_generator
 from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.run.history import Evaluation, History
-from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, FolderInUseError, folder_lock, run
+from gmlib.run.loop import CHECKPOINT_FORMAT, DivergenceError, run
+from gmlib.run.stopping import FolderInUseError, folder_lock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN_METHODS = str(Path(__file__).parent / "run_methods.py")

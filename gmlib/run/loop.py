@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import fcntl
 import math
 import os
-import signal
-import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -48,12 +44,12 @@ from gmlib.progress import progress_bar
 from gmlib.randomness import draw_seed, global_rng_from, iteration_generator
 from gmlib.run.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from gmlib.run.history import Evaluation, History
+from gmlib.run.stopping import folder_lock, sigterm_as_interrupt
 from gmlib.runinfo import describe_hardware, git_commit, library_versions
 from gmlib.synthetic import SyntheticSet
 
 CHECKPOINT_FORMAT = "gmlib.run.checkpoint"
 CHECKPOINT_VERSION = 2
-LOCK_NAME = "run.lock"
 # Default time between checkpoints: a stop of any kind loses at most this much work.
 CHECKPOINT_SECONDS = 60.0
 # Settings that say how a run is driven or reported, not what it computes: they may change
@@ -217,64 +213,6 @@ class RunResult:
         return (f"{h.method}: {h.completed} iterations, {self.method.learned_parameters()} learned values, "
                 f"{sum(h.seconds):.1f} s, peak {h.peak_mib:.0f} MiB {h.memory_kind} "
                 f"(+{h.added_mib:.0f} MiB in the loop)")
-
-
-# --------------------------------------------------------------------------------------------
-# Stopping: signals and the folder lock
-# --------------------------------------------------------------------------------------------
-
-
-class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM (``timeout``, a batch scheduler, a container stop)."""
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises :class:`Terminated` (handled like Ctrl-C) instead of
-    killing the process at once; only the main thread can install signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Terminated(f"received signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-class FolderInUseError(RuntimeError):
-    """Another run holds the output folder."""
-
-
-@contextlib.contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder/run.lock`` for the block; a second run on the folder is refused, naming the
-    first. The operating system releases the lock when a process dies, even by SIGKILL."""
-    path = folder / LOCK_NAME
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise FolderInUseError(f"{folder} is in use by a running run ({holder}); wait for it to end, stop it, "
-                               f"or choose another output folder") from None
-    handle.seek(0)
-    handle.truncate()
-    command = " ".join(sys.argv) if sys.argv and sys.argv[0] else "python"
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                 f"{command}\n")
-    handle.flush()
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        handle.close()  # closing releases the lock
 
 
 # --------------------------------------------------------------------------------------------
