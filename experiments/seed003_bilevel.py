@@ -32,11 +32,17 @@ import time
 from pathlib import Path
 
 from gmlib.book.published import BILEVEL_SEED003_TABLE1, GTN_SEED003_TABLE4
+from gmlib.book.stored_runs import row_folder_name
 from gmlib.data import load_dataset
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
 from gmlib.memory import track_peak_memory
-from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig, distill_implicit, distill_unrolled
+from gmlib.methods.bilevel import (
+    ImplicitConfig,
+    UnrollConfig,
+    distill_implicit,
+    distill_unrolled,
+)
 from gmlib.runinfo import describe_hardware, library_versions, make_provenance
 from gmlib.synthetic import save_synthetic
 
@@ -63,11 +69,6 @@ def published_cells(method: str) -> dict:
                 "published_gpu_mib": None}
     return {"published_method": f"{row.method} ({row.accuracy.source})", "published_accuracy": str(row.accuracy),
             "published_params": row.params, "published_gpu_mib": row.gpu_mib}
-
-
-def run_slug(method: str) -> str:
-    """A row's folder name: 'unroll + DD (ic = 1)' -> 'unroll_dd_ic1'."""
-    return "_".join("".join(c if c.isalnum() else " " for c in method.lower().replace(" = ", "")).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{rows[-1]['method']}: {result}", flush=True)
     for method, config in runs:
         distill = distill_unrolled if isinstance(config, UnrollConfig) else distill_implicit
-        folder = args.out / run_slug(method) if args.keep else None
+        folder = args.out / row_folder_name(method) if args.keep else None
         with track_peak_memory(args.device) as whole:
             outcome = distill(dataset, config, seed=args.seed, device=args.device, out_dir=folder)
         history = outcome.history
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                      "peak_mib": history.peak_mib, "added_mib": history.added_mib, "memory_kind": history.memory_kind,
                      "final_outer_loss": history.losses[-1][0] if history.completed else None,
                      "learned_lrs": [] if learned_lrs is None else learned_lrs.tolist(),
-                     "config": config.as_dict(), "folder": run_slug(method) if args.keep else None,
+                     "config": config.as_dict(), "folder": row_folder_name(method) if args.keep else None,
                      **published_cells(method)})
         print(f"{method}: {outcome.summary()}; {result}", flush=True)
         if folder is not None:  # the set with its provenance, and the history, beside the checkpoint
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                      "distill_seconds": sum(history.seconds), "resumed_at": list(history.resumed_at),
                      "learned_lrs": rows[-1]["learned_lrs"], "evaluation": eval_config.as_dict(),
                      "accuracies": result.accuracies}
-            provenance = make_provenance(run_slug(method), f"seed003_bilevel {args.profile}", args.seed,
+            provenance = make_provenance(row_folder_name(method), f"seed003_bilevel {args.profile}", args.seed,
                                          history.completed, sum(history.seconds), extra, device=args.device)
             save_synthetic(outcome.synthetic, folder / "synthetic.pt", provenance=provenance)
             history.save_json(folder / "history.json")

@@ -28,7 +28,13 @@ from pathlib import Path
 
 import torch
 
-from gmlib.book.published import GTN_SEED003_TABLE2, GTN_SEED003_TABLE3, GTN_SEED003_TABLE4, GTN_SEED003_TABLE6
+from gmlib.book.published import (
+    GTN_SEED003_TABLE2,
+    GTN_SEED003_TABLE3,
+    GTN_SEED003_TABLE4,
+    GTN_SEED003_TABLE6,
+)
+from gmlib.book.stored_runs import row_folder_name
 from gmlib.data import load_dataset
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         """The row's set with its provenance, in <out>/<slug>/synthetic.pt (with --keep)."""
         if not args.keep:
             return None
-        slug = "_".join("".join(c if c.isalnum() else " " for c in label.lower().replace(" = ", "")).split())
+        slug = row_folder_name(label)
         extra = {"dataset": "mnist", "ipc": 10, "row": label, "config": config.as_dict(), "distill_seconds": seconds,
                  "evaluation": eval_config.as_dict(), "accuracy": accuracy}
         provenance = make_provenance(slug, f"seed003_gtn {args.profile}", args.seed, config.iterations, seconds, extra,

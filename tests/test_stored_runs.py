@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gmlib.book.stored_runs import RESULTS_DIR, load_stored_run, stored_path
+from gmlib.book.stored_runs import RESULTS_DIR, load_stored_json, load_stored_run, row_folder_name, stored_path
 
 # Every stored distillation named <method>_<dataset>_ipc<N>_<profile>[_from-<start>].
 # (mnist_ipc1_cpu, older than the rule, is shown by chapter 02 from its own files.)
@@ -35,3 +35,13 @@ def test_a_stored_run_loads_with_its_provenance_history_and_accuracy(name):
 def test_a_missing_stored_run_names_the_ones_that_exist():
     with pytest.raises(FileNotFoundError, match="stored runs in .*dc_mnist_ipc1_paper"):
         stored_path("no_such_run", "synthetic.pt")
+
+
+@pytest.mark.parametrize("run, table", [("seed003_bilevel_900s", "seed003_bilevel_cpu.json"),
+                                        ("seed003_gtn_60it", "seed003_gtn_cpu.json")])
+def test_each_kept_row_lives_in_the_folder_named_after_its_label(run, table):
+    rows = load_stored_json(run, table)["rows"]
+    kept = [row for row in rows if row.get("folder")]
+    assert kept and all(row["folder"] == row_folder_name(row["method"]) for row in kept)
+    assert all(stored_path(run, f"{row['folder']}/synthetic.pt").is_file() for row in kept)
+    assert row_folder_name("unroll + DD (ic = 1)") == "unroll_dd_ic1"

@@ -17,6 +17,12 @@ from typing import Any
 RESULTS_DIR = Path(os.environ.get("GMLIB_RESULTS_DIR", Path(__file__).resolve().parents[2] / "results"))
 
 
+def row_folder_name(label: str) -> str:
+    """The folder an experiment keeps one table row's run in, named after the row's label:
+    'unroll + DD (ic = 1)' -> 'unroll_dd_ic1', 'GM + GTN-lrn (k = 64)' -> 'gm_gtn_lrn_k64'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label.lower().replace(" = ", "")).split())
+
+
 def stored_path(run: str, filename: str) -> Path:
     """The path of ``filename`` in stored run ``run``; a clear error when it is not there."""
     path = RESULTS_DIR / run / filename
