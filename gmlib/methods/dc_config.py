@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from gmlib.checks import check_fraction, check_int, check_nonnegative, check_one_of, check_positive
 from gmlib.distances import get_distance
 from gmlib.dsa import parse_dsa_strategy
-from gmlib.eval_config import EvalConfig
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
@@ -110,13 +109,7 @@ class MatchingConfig(RunSettings):
     distance: str = "ours"
     init: str = "noise"
     dsa_strategy: str | None = None
-    network: str = "convnet"
-    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
     bn_real_per_class: int = 16
-    checkpoint_every: int = 0
-    eval_at: tuple[int, ...] = ()
-    eval_config: EvalConfig | None = None
-    eval_models: int = 20
     engine: str = "auto"
     match_level: str = "intra"
     level_weight: float | None = None

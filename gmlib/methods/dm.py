@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,6 @@ from torch.func import functional_call
 from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import apply_per_class, check_dsa_option, dsa_strategy_for, sample_dsa
-from gmlib.eval_config import EvalConfig
 from gmlib.networks import has_batchnorm
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.run.settings import RunSettings
@@ -70,13 +69,7 @@ class DMConfig(RunSettings):
     init: str = "real"
     dsa: bool = True
     dsa_strategy: str | None = None
-    network: str = "convnet"
-    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
     compile: bool = False
-    checkpoint_every: int = 0
-    eval_at: tuple[int, ...] = ()
-    eval_config: EvalConfig | None = None
-    eval_models: int = 20
 
     def __post_init__(self) -> None:
         self.check_run_settings()

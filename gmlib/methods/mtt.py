@@ -60,7 +60,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,12 +114,6 @@ class MTTConfig(RunSettings):
     dsa: bool = True
     dsa_strategy: str | None = None
     gradient: str = "unroll"
-    network: str = "convnet"
-    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
-    checkpoint_every: int = 0
-    eval_at: tuple[int, ...] = ()
-    eval_config: EvalConfig | None = None
-    eval_models: int = 20
 
     def __post_init__(self) -> None:
         self.check_run_settings()

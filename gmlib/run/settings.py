@@ -1,16 +1,18 @@
 """What every method's configuration shares: the network the method distils with, and how the
 run is driven (checkpoints, evaluations during the run).
 
-A method's configuration is a frozen dataclass with the fields ``iterations``, ``network``,
-``network_kwargs``, ``checkpoint_every``, ``eval_at``, ``eval_config`` and ``eval_models``; it
-inherits :class:`RunSettings` and calls :meth:`RunSettings.check_run_settings` from its
-``__post_init__``, so these fields are normalised and checked the same way, with the same
-messages, for DC, DSA, DM and MTT.
+A method's configuration is a frozen dataclass that inherits :class:`RunSettings` (which declares
+the shared fields ``network``, ``network_kwargs``, ``checkpoint_every``, ``eval_at``,
+``eval_config`` and ``eval_models``, keyword-only), declares its own ``iterations`` (each method
+has its paper's default) and calls :meth:`RunSettings.check_run_settings` from its
+``__post_init__``, so these fields are declared once and normalised and checked the same way, with
+the same messages, for DC, DSA, DM and MTT.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from gmlib.checks import check_int, is_int
@@ -18,8 +20,21 @@ from gmlib.eval_config import EvalConfig
 from gmlib.networks import check_network_kwargs
 
 
+@dataclass(frozen=True, kw_only=True)
 class RunSettings:
-    """Mixin for a method's frozen configuration dataclass: checks, copies and plain data."""
+    """The fields every method's frozen configuration dataclass shares, their checks, copies and
+    plain data. ``network`` and ``network_kwargs``: the network the method distils with
+    (:func:`gmlib.networks.get_network`'s name and keywords); ``checkpoint_every``: also write a
+    checkpoint every K iterations (0: only by time, at the end and on a stop); ``eval_at``:
+    evaluate the set after these iteration counts with ``eval_config`` (None: the profile
+    protocol's defaults for the network) and ``eval_models`` networks."""
+
+    network: str = "convnet"
+    network_kwargs: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
+    checkpoint_every: int = 0
+    eval_at: tuple[int, ...] = ()
+    eval_config: EvalConfig | None = None
+    eval_models: int = 20
 
     def check_run_settings(self) -> None:
         """Normalise ``network_kwargs`` (sorted pairs, so the config stays hashable) and ``eval_at``
