@@ -32,6 +32,35 @@ def _load_dataset(name: str, device: Any, cache_dir: str | None):
     return load_dataset(name, device=device, cache_dir=cache_dir)
 
 
+def _dataset_or_exit(name: str, device: Any, cache_dir: str | None):
+    """The dataset, or exit status 1 with the data error's message (a missing or corrupt file is
+    not a usage error)."""
+    from gmlib.data import DataError
+
+    try:
+        return _load_dataset(name, device, cache_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _profile_config_device(args: argparse.Namespace, make_config: Callable[..., Any]) -> tuple[Any, Any, Any]:
+    """The profile, ``make_config(args, profile)`` and the device of a command that writes to
+    ``--out``, the folder checked writable before any work; a bad value exits 2 naming it."""
+    from gmlib.book.presets import get_profile
+    from gmlib.fileio import check_writable_folder
+    from gmlib.runinfo import resolve_device
+
+    profile = get_profile(args.profile)
+    try:
+        config = make_config(args, profile)
+        device = resolve_device(args.device or profile.device)
+        check_writable_folder(args.out)  # before the run, not after it
+    except ValueError as error:
+        args.parser.error(str(error))
+    return profile, config, device
+
+
 # --------------------------------------------------------------------------------------------
 # argparse value types: a bad value becomes a usage error (status 2) naming what is allowed
 # --------------------------------------------------------------------------------------------
@@ -174,9 +203,6 @@ def _with_width(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from gmlib.book.presets import get_profile
-    from gmlib.data import DataError
-    from gmlib.fileio import check_writable_folder
     from gmlib.methods.dc import distill
     from gmlib.methods.dm import distill_dm
     from gmlib.methods.mtt import check_buffer_fits, distill_mtt
@@ -184,24 +210,17 @@ def _distill(args: argparse.Namespace) -> int:
     from gmlib.run.checkpoint import CheckpointError
     from gmlib.run.loop import DivergenceError
     from gmlib.run.stopping import FolderInUseError, Terminated
-    from gmlib.runinfo import make_provenance, resolve_device
+    from gmlib.runinfo import make_provenance
     from gmlib.synthetic import check_init, save_synthetic
 
-    profile = get_profile(args.profile)
     buffer = None
-    try:
-        if args.method == "mtt" and args.buffer is not None:
+    if args.method == "mtt" and args.buffer is not None:
+        try:
             buffer = load_buffer(args.buffer)  # every checksum verified once
-        config = _distill_config(args, profile, buffer)
-        device = resolve_device(args.device or profile.device)
-        check_writable_folder(args.out)  # before the run, not after it
-    except ValueError as error:
-        args.parser.error(str(error))
-    try:
-        dataset = _load_dataset(args.dataset, device, args.cache_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        except ValueError as error:
+            args.parser.error(str(error))
+    profile, config, device = _profile_config_device(args, lambda args, profile: _distill_config(args, profile, buffer))
+    dataset = _dataset_or_exit(args.dataset, device, args.cache_dir)
     try:  # what the run would fail on at its start, refused before any work
         check_init(dataset, config.ipc, config.init, device)
         if buffer is not None:
@@ -265,24 +284,10 @@ def _expert_config(args: argparse.Namespace, profile: Any):
 
 
 def _experts(args: argparse.Namespace) -> int:
-    from gmlib.book.presets import get_profile
-    from gmlib.data import DataError
-    from gmlib.fileio import check_writable_folder
     from gmlib.methods.mtt_experts import train_experts
-    from gmlib.runinfo import resolve_device
 
-    profile = get_profile(args.profile)
-    try:
-        config = _expert_config(args, profile)
-        device = resolve_device(args.device or profile.device)
-        check_writable_folder(args.out)
-    except ValueError as error:
-        args.parser.error(str(error))
-    try:
-        dataset = _load_dataset(args.dataset, device, args.cache_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    profile, config, device = _profile_config_device(args, _expert_config)
+    dataset = _dataset_or_exit(args.dataset, device, args.cache_dir)
     start = time.perf_counter()
     try:
         buffer = train_experts(dataset, config, args.out, seed=args.seed, progress=args.progress, device=device)
@@ -305,7 +310,7 @@ def _experts(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.book.presets import eval_config, get_profile
-    from gmlib.data import DataError, dataset_info
+    from gmlib.data import dataset_info
     from gmlib.eval_config import DISTILLATION_METHODS, protocol_variant
     from gmlib.evaluate import evaluate_across_networks
     from gmlib.fileio import check_writable_folder
@@ -344,11 +349,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(protocol.label)
     except ValueError as error:
         args.parser.error(f"{args.set}: {error}" if args.learned_lr else str(error))
-    try:
-        dataset = _load_dataset(syn.dataset, device, args.cache_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    dataset = _dataset_or_exit(syn.dataset, device, args.cache_dir)
     try:
         check_fits_dataset(syn, dataset)
     except ValueError as error:

@@ -202,3 +202,21 @@ def test_distill_takes_the_matching_variants_and_records_them(tmp_path, capsys) 
     assert gmlib("distill", "--dataset", "mnist", "--profile", "ci", "--out", tmp_path / "bad",
                  "--match-level", "multi", "--no-per-class", *TINY) != 0
     assert "per_class" in capsys.readouterr().err
+
+
+def test_unavailable_data_exits_1_with_its_message_for_every_command(tmp_path, monkeypatch, capsys) -> None:
+    from gmlib.data import DataError
+
+    assert gmlib("distill", "--dataset", "mnist", "--profile", "ci", "--iterations", "1", "--out", tmp_path / "run",
+                 *TINY) == 0
+    capsys.readouterr()
+
+    def unavailable(name, device, cache_dir):
+        raise DataError(f"{name}: the cached file failed its checksum")
+
+    monkeypatch.setattr(cli, "_load_dataset", unavailable)
+    for argv in (["distill", "--dataset", "mnist", "--profile", "ci", "--out", tmp_path / "other"],
+                 ["experts", "--dataset", "mnist", "--profile", "ci", "--out", tmp_path / "buffer"],
+                 ["evaluate", tmp_path / "run" / "synthetic.pt", "--profile", "ci"]):
+        assert gmlib(*argv) == 1, argv[0]
+        assert "error: mnist: the cached file failed its checksum" in capsys.readouterr().err
