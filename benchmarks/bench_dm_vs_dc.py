@@ -25,6 +25,7 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from gmlib.methods.dc import DCMethod
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dm import DMConfig, DMMethod
 from gmlib.randomness import global_rng_from, iteration_generator
-from gmlib.runinfo import cpu_model, library_versions, resolve_device
+from gmlib.runinfo import cpu_model, git_commit, library_versions, resolve_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -113,7 +114,7 @@ def main() -> None:
         rows.append(row)
         print(line, flush=True)
     report = {
-        "benchmark": "dm_vs_dc", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "dm_vs_dc", "command": " ".join(["python", *sys.argv]), "git_commit": git_commit()[0], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": str(device), "cpu": cpu_model(), "threads": torch.get_num_threads(), "versions": library_versions(),
         "settings": {"width": args.width, "batch_real": args.batch_real, "data": "random tensors shaped like MNIST"},
         "rows": rows,

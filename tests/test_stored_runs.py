@@ -45,3 +45,13 @@ def test_each_kept_row_lives_in_the_folder_named_after_its_label(run, table):
     assert kept and all(row["folder"] == row_folder_name(row["method"]) for row in kept)
     assert all(stored_path(run, f"{row['folder']}/synthetic.pt").is_file() for row in kept)
     assert row_folder_name("unroll + DD (ic = 1)") == "unroll_dd_ic1"
+
+
+def test_the_stored_dm_vs_dc_benchmark_loads_with_its_command():
+    from gmlib.book.stored_runs import load_stored_benchmark
+
+    bench = load_stored_benchmark("dm_vs_dc_cpu")
+    assert bench["command"].startswith("python benchmarks/bench_dm_vs_dc.py") and bench["threads"] >= 1
+    assert [row["ipc"] for row in bench["rows"]] == [1, 10]
+    with pytest.raises(FileNotFoundError, match="no_such_bench.json not found"):
+        load_stored_benchmark("no_such_bench")

@@ -40,6 +40,15 @@ def load_stored_json(run: str, filename: str = "summary.json") -> Any:
     return json.loads(stored_path(run, filename).read_text())
 
 
+def load_stored_benchmark(name: str) -> dict[str, Any]:
+    """The stored result ``benchmarks/results/<name>.json`` of a script in ``benchmarks/`` (its
+    command, date, hardware and versions are in it)."""
+    path = RESULTS_DIR.parent / "benchmarks" / "results" / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"stored benchmark {path} not found; run the script in benchmarks/ that writes it")
+    return json.loads(path.read_text())
+
+
 @dataclass(frozen=True)
 class StoredRun:
     """A stored distillation (written by ``experiments/stored_run.sh``): the synthetic set, how it was
