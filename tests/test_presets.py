@@ -415,8 +415,8 @@ def test_the_cpu_mtt_preset_is_the_validation_search_choice(dataset):
     from gmlib.book.presets import mtt_config
     from gmlib.book.stored_runs import load_stored_json
 
-    search = load_stored_json("mtt_search_mnist", "results.json")
-    assert search["dataset"] == "mnist" and search["profile"] == "cpu" and len(search["cells"]) == 9
+    search = load_stored_json(f"mtt_search_{dataset}", "results.json")
+    assert search["dataset"] == dataset and search["profile"] == "cpu" and len(search["cells"]) == 9
     best = max(search["cells"], key=lambda cell: cell["validation_mean"])
     config = mtt_config("cpu", 1, dataset)
     assert (config.lr_img, config.expert_epochs) == (best["lr_img"], best["expert_epochs"])

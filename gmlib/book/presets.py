@@ -282,15 +282,16 @@ _EXPERT_BUDGETS: dict[str, dict[str, Any]] = {
 }
 # Trajectory matching's settings per profile where they depart from MTTConfig's defaults (the
 # paper's general ones): short trajectories for the short experts of the small profiles. At cpu,
-# lr_img and expert_epochs are the best of a 3 x 3 grid on a validation split of MNIST (held-out
-# train images, never the test set: experiments/mtt_search.py, results/mtt_search_mnist/), used
-# for FashionMNIST too; ci's experts (4 epochs) are too short for that expert_epochs.
+# lr_img and expert_epochs are, per dataset, the best of a 3 x 3 grid on a validation split
+# (held-out train images, never the test set: experiments/mtt_search.py,
+# results/mtt_search_<dataset>/); ci's experts (4 epochs) are too short for that expert_epochs.
 _MTT_BUDGETS: dict[str, dict[str, Any]] = {
     "ci": dict(syn_steps=10, expert_epochs=2, max_start_epoch=2),
-    "cpu": dict(syn_steps=20, expert_epochs=3, max_start_epoch=6, lr_img=10_000.0),
+    "cpu": dict(syn_steps=20, expert_epochs=3, max_start_epoch=6),
     "gpu": dict(max_start_epoch=20),
     "paper": {},
 }
+_MTT_CPU_LR_IMG = {"mnist": 10_000.0, "fashion-mnist": 1_000.0}
 
 
 def expert_config(profile: str | Profile, dataset: str, **overrides: Any) -> ExpertConfig:
@@ -314,7 +315,8 @@ def mtt_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any)
     MTT's paper does (DSA's augmentation, :func:`eval_config`) with the profile's number of models.
 
     At ``cpu`` the pixels' rate and the expert epochs matched were chosen on a validation split of
-    MNIST (``experiments/mtt_search.py``) and serve FashionMNIST too. At ``paper`` everything else
+    each dataset (``experiments/mtt_search.py``: MNIST lr_img 10,000, FashionMNIST 1000, both
+    expert_epochs 3). At ``paper`` everything else
     is MTTConfig's defaults, the paper's general values (5000
     iterations, syn_steps 20, expert_epochs 3, max_start_epoch 25, lr_img 1000, lr_lr 1e-5,
     lr_teacher 0.01). MTT's authors published per-setting values only for CIFAR-10, CIFAR-100 and
@@ -329,5 +331,7 @@ def mtt_config(profile: str | Profile, ipc: int, dataset: str, **overrides: Any)
         eval_config=eval_config(profile, dataset, "mtt", network), eval_models=profile.eval_models,
         **_MTT_BUDGETS[profile.name],
     )
+    if profile.name == "cpu" and dataset in _MTT_CPU_LR_IMG:
+        values["lr_img"] = _MTT_CPU_LR_IMG[dataset]
     values.update(overrides)
     return MTTConfig(**values)
