@@ -76,7 +76,7 @@ def execute(notebooks: list[Path], profile: str, force: bool) -> dict[str, dict]
             request_save_on_cell_execute=False,
         )
         seconds = time.perf_counter() - start
-        records[notebook.stem] = {"key": key, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M")}
+        records[notebook.stem] = {"key": key, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
         record_path.write_text(json.dumps(records, indent=2))
         print(f"[book] {notebook.stem}: {seconds:.0f} s", flush=True)
     return records
@@ -84,7 +84,6 @@ def execute(notebooks: list[Path], profile: str, force: bool) -> dict[str, dict]
 
 def build_info_page(profile: str, records: dict[str, dict]) -> str:
     """The 'About this build' page: profile, hardware, versions and chapter runtimes."""
-    sys.path.insert(0, str(ROOT))
     from gmlib.book.presets import get_profile
     from gmlib.runinfo import describe_hardware, git_commit, library_versions
 
@@ -92,8 +91,9 @@ def build_info_page(profile: str, records: dict[str, dict]) -> str:
     commit, dirty = git_commit()
     source = "unknown (not a git checkout)" if commit is None else f"`{commit}`" + (" with uncommitted changes" if dirty else "")
     rows = "\n".join(
-        f"| {stem} | {rec['seconds']:.0f} s | {rec['date']} |" for stem, rec in sorted(records.items())
+        f"| {stem} | {duration(rec['seconds'])} | {rec['date']} UTC |" for stem, rec in sorted(records.items())
     )
+    total = duration(sum(rec["seconds"] for rec in records.values()))
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     fields = "\n".join(f"| `{k}` | `{v}` |" for k, v in prof.as_dict().items())
     return f"""# About this build
@@ -108,6 +108,7 @@ This copy of the book was executed at profile **`{profile}`** ({prof.description
 | chapter | execution time | executed |
 |---|---|---|
 {rows}
+| all chapters | {total} | |
 
 ## The profile's settings
 
@@ -117,18 +118,34 @@ This copy of the book was executed at profile **`{profile}`** ({prof.description
 """
 
 
-def hide_injected_parameters(executed: Path, target: Path) -> None:
-    """Copy an executed chapter, hiding papermill's injected-parameters cell from the page (the
-    build-info page and each chapter's provenance lines say which profile ran)."""
+def duration(seconds: float) -> str:
+    """'42 s' or '7 min 05 s': how long a chapter took, as the pages print it."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def prepare_page(executed: Path, target: Path, profile: str, record: dict | None) -> None:
+    """Copy an executed chapter for the book: hide papermill's injected-parameters cell (the
+    provenance lines and the closing line say which profile ran) and end the page with how long
+    its execution took, where and when, so each page states its own cost."""
     notebook = json.loads(executed.read_text())
     for cell in notebook["cells"]:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+    if record is not None:
+        from gmlib.runinfo import describe_hardware
+
+        line = (f"*This page was executed at profile `{profile}` in {duration(record['seconds'])} "
+                f"on {describe_hardware('cpu')} ({record['date']} UTC); every chapter's time is on "
+                "{doc}`../build_info`.*")
+        notebook["cells"].append({"cell_type": "markdown", "id": "build-execution-time", "metadata": {},
+                                  "source": ["---\n", "\n", line]})
     target.write_text(json.dumps(notebook, indent=1))
 
 
 def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) -> Path:
+    sys.path.insert(0, str(ROOT))  # the pages' build-info lines come from gmlib.runinfo
     src = BUILD / "book-src" / profile
     if src.exists():
         shutil.rmtree(src)
@@ -141,7 +158,7 @@ def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) ->
         executed = BUILD / "executed" / profile / notebook.name
         if not executed.exists():
             sys.exit(f"{executed} is missing: run without --reuse to execute it first")
-        hide_injected_parameters(executed, src / "notebooks" / notebook.name)
+        prepare_page(executed, src / "notebooks" / notebook.name, profile, records.get(notebook.stem))
     (src / "build_info.md").write_text(build_info_page(profile, records))
     out = BUILD / "book" / profile
     jupyter_book = Path(sys.executable).parent / "jupyter-book"  # installed beside this Python

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gmlib.methods.coreset import herding_coreset, herding_order
+from gmlib.methods.coreset import herding_coreset, herding_coresets, herding_order
 
 
 def test_herding_order_by_hand():
@@ -68,3 +68,27 @@ def test_herding_pool_is_seeded_and_within_the_class():
     assert torch.equal(a[0], b[0]) and a[1].tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="pool_per_class must be None or an integer >= ipc"):
         herding_coreset(data, 3, pool_per_class=2)
+
+
+def test_herding_coresets_of_several_sizes_equal_separate_runs():
+    data = TinyDataset()
+    both = herding_coresets(data, [1, 3], pool_per_class=8, seed=2)
+    for ipc in (1, 3):
+        images, labels = herding_coreset(data, ipc, pool_per_class=8, seed=2)
+        assert torch.equal(both[ipc][0], images) and torch.equal(both[ipc][1], labels)
+
+
+def test_herding_coresets_compute_the_features_once(monkeypatch):
+    calls = []
+
+    def counting_features(images):
+        calls.append(len(images))
+        return images.flatten(1)
+
+    herding_coresets(TinyDataset(), [1, 2, 5], counting_features)
+    assert sum(calls) == 20  # each of the 20 images once, not once per size
+
+
+def test_herding_coresets_need_a_size():
+    with pytest.raises(ValueError, match="ipcs must name at least one coreset size"):
+        herding_coresets(TinyDataset(), [])

@@ -204,6 +204,13 @@ GENERATIVE_TEACHING = {
 }
 
 
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_problem_budget_cuts_only_the_cpu_evaluation(name):
+    budget = chapter_budget("00", name)
+    expected = get_profile(name).replace(eval_models=2, eval_test_size=2000) if name == "cpu" else get_profile(name)
+    assert budget.profile == expected and budget.as_dict() == {}
+
+
 def profile_fields(profile, names):
     return {name: getattr(profile, name) for name in names}
 
@@ -309,7 +316,7 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["01", "03", "04", "05", "06", "07", "08", "09", "10"]
+    assert sorted(CHAPTER_BUDGETS) == ["00", "01", "03", "04", "05", "06", "07", "08", "09", "10"]
     with pytest.raises(ValueError, match="unknown chapter '02'"):
         chapter_budget("02", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):

@@ -31,7 +31,7 @@ from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
 # runs at (with the chapter's cuts applied where it makes them), the other fields are the chapter's
 # numbers, and the methods return the chapter's ready configurations. The values live in the
 # ``_..._BUDGETS`` tables below. A profile missing from a table keeps what its class's
-# ``for_profile`` says: chapters 3, 5, 6, 7, 8 and 9 then run the profile's own budget, chapter 4 the gpu row.
+# ``for_profile`` says: chapters 0, 3, 5, 6, 7, 8 and 9 then run the profile's own budget, chapter 4 the gpu row.
 
 # The distances of seed 002's Table 2 and the settings (columns) of its Table 3.
 SEED002_DISTANCES: tuple[str, ...] = tuple(DISTANCES_SEED002_TABLE2)  # d1, d2, d3, 100*d4, d1+d2, d1+d3, d1+100*d4
@@ -100,6 +100,28 @@ class ChapterBudget:
         if unknown:
             raise ValueError(f"unknown field(s) {unknown} of {type(self).__name__}; allowed: {sorted(known)}")
         return dataclasses.replace(self, **changes)
+
+
+_PROBLEM_BUDGETS: dict[str, dict[str, Any]] = {
+    # At cpu the coreset sweep (2 methods x 1, 10, 50 images per class) trains 18 networks, those
+    # of 50 images per class for most of the chapter's time.
+    "cpu": dict(profile_changes=dict(eval_models=2, eval_test_size=2000)),
+}
+
+
+@dataclass(frozen=True)
+class ProblemBudget(ChapterBudget):
+    """Chapter 0 (the problem, the protocol and the coreset baselines). It evaluates two protocols,
+    three networks on a real subset and six coresets, so cpu cuts the profile's evaluation to two
+    models and a fixed 2,000-image test subset; the other profiles run their own."""
+
+    chapter: ClassVar[str] = "00"
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile) -> "ProblemBudget":
+        """The budget at ``profile``."""
+        profile, values = cls._profile_and_values(as_profile(profile), {}, _PROBLEM_BUDGETS)
+        return cls(profile=profile, **values)
 
 
 _BILEVEL_BUDGETS: dict[str, dict[str, Any]] = {
@@ -654,14 +676,14 @@ class TrajectoryMatchingBudget(ChapterBudget):
 
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
-    for budget in (BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget, CrossArchitectureBudget,
-                   DifferentiableAugmentationBudget, DistributionMatchingBudget, TrajectoryMatchingBudget,
+    for budget in (ProblemBudget, BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget,
+                   CrossArchitectureBudget, DifferentiableAugmentationBudget, DistributionMatchingBudget, TrajectoryMatchingBudget,
                    GenerativeTeachingBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('01', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
+    """The budget of ``chapter`` ('00', '01', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
     a :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
     ``parameters`` are the chapter's own papermill parameters that change its budget (03, 05 and 07:

@@ -7,7 +7,7 @@ as possible to the class mean; it is the "Herding" column of the distillation pa
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -67,26 +67,44 @@ def random_coreset(dataset: ImageDataset, ipc: int, seed: int) -> tuple[Tensor, 
     return dataset.subset(ipc, seed)
 
 
-def herding_coreset(
-    dataset, ipc: int, feature_fn: FeatureFn = pixel_features, *, pool_per_class: int | None = None, seed: int = 0
-) -> tuple[Tensor, Tensor]:
-    """``ipc`` images per class chosen by herding in the space of ``feature_fn``.
+def herding_coresets(
+    dataset, ipcs: Sequence[int], feature_fn: FeatureFn = pixel_features, *, pool_per_class: int | None = None,
+    seed: int = 0,
+) -> dict[int, tuple[Tensor, Tensor]]:
+    """Herding coresets of every size in ``ipcs`` (images per class), class-ordered, keyed by size.
 
+    Herding is greedy, so the coreset of k images is the first k picks of any larger one: the
+    features are computed and herded once, for the largest size, and each coreset is a prefix.
     ``pool_per_class`` restricts each class to a random pool of that many images (drawn with
     ``seed``) to bound the feature computation at small budgets; None herds over the whole class,
     which is deterministic and ignores ``seed``.
     """
-    _check_ipc(ipc)
-    if pool_per_class is not None and (not isinstance(pool_per_class, int) or pool_per_class < ipc):
-        raise ValueError(f"pool_per_class must be None or an integer >= ipc ({ipc}), got {pool_per_class!r}")
+    ipcs = list(ipcs)
+    if not ipcs:
+        raise ValueError("ipcs must name at least one coreset size (images per class)")
+    for ipc in ipcs:
+        _check_ipc(ipc)
+    largest = max(ipcs)
+    if pool_per_class is not None and (not isinstance(pool_per_class, int) or pool_per_class < largest):
+        raise ValueError(f"pool_per_class must be None or an integer >= ipc ({largest}), got {pool_per_class!r}")
     generator = torch.Generator().manual_seed(seed)
-    images, labels = [], []
+    picked = []  # per class: its images in herding order
     for c in range(dataset.num_classes):
         indices = dataset.class_indices(c)
         if pool_per_class is not None and pool_per_class < len(indices):
             indices = indices[torch.randperm(len(indices), generator=generator)[:pool_per_class].to(indices.device)]
         class_images = dataset.train_images[indices]
-        picks = herding_order(compute_features(class_images, feature_fn), ipc)
-        images.append(class_images[picks])
-        labels.append(torch.full((ipc,), c, dtype=torch.long, device=class_images.device))
-    return torch.cat(images), torch.cat(labels)
+        picked.append(class_images[herding_order(compute_features(class_images, feature_fn), largest)])
+    return {
+        ipc: (torch.cat([images[:ipc] for images in picked]),
+              torch.arange(dataset.num_classes, device=picked[0].device).repeat_interleave(ipc))
+        for ipc in ipcs
+    }
+
+
+def herding_coreset(
+    dataset, ipc: int, feature_fn: FeatureFn = pixel_features, *, pool_per_class: int | None = None, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """``ipc`` images per class chosen by herding in the space of ``feature_fn`` (see
+    :func:`herding_coresets`, which makes several sizes for the price of the largest)."""
+    return herding_coresets(dataset, [ipc], feature_fn, pool_per_class=pool_per_class, seed=seed)[ipc]

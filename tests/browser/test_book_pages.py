@@ -1,6 +1,6 @@
 """The built book in a real browser, offline: every page's math is typeset, its images load, its
-console shows no errors, and no output line or table is cut off, at a phone's width and a
-desktop's.
+console shows no errors, no output line or table is cut off, at a phone's width and a
+desktop's, and each chapter ends by saying how long its execution took.
 
 Runs after the book is built (``make test`` builds it first): ``GMLIB_BOOK_HTML`` names the HTML
 folder. Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) reads the pages from a
@@ -122,6 +122,8 @@ def page_problems(browser, url: str) -> list[str]:
     problems += [f"image did not load: {src}" for src in report["broken_images"] if src not in ALLOWED_REMOTE]
     problems += [f"remote script or stylesheet: {src}" for src in report["remote"]]
     problems += [f"cut off at {browser.get_window_size()['width']} px: {text!r}" for text in report["cut_off"]]
+    if "/notebooks/" in url and "This page was executed at profile" not in browser.find_element("tag name", "main").text:
+        problems.append("the chapter does not say how long its execution took")
     for entry in browser.get_log("browser"):
         if entry["level"] == "SEVERE" and not any(known in entry["message"] for known in ALLOWED_REMOTE + BENIGN_CONSOLE):
             problems.append(f"console error: {entry['message']}")
