@@ -211,6 +211,17 @@ def test_problem_budget_cuts_only_the_cpu_evaluation(name):
     assert budget.profile == expected and budget.as_dict() == {}
 
 
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_gradient_matching_budget_cuts_the_ten_image_run_at_small_profiles(name):
+    budget = chapter_budget("02", name)
+    profile = get_profile(name)
+    expected = {"ci": (1, None), "cpu": (5, (10, 10))}.get(name, (profile.iterations, None))
+    assert budget.profile == profile and (budget.ipc10_iterations, budget.ipc10_loops) == expected
+    config = budget.ipc10_config("mnist")
+    assert config.ipc == 10 and config.iterations == expected[0] and config.eval_at == (0, expected[0])
+    assert config.loops == (expected[1] or (10, 50))
+
+
 def profile_fields(profile, names):
     return {name: getattr(profile, name) for name in names}
 
@@ -316,9 +327,9 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["00", "01", "03", "04", "05", "06", "07", "08", "09", "10"]
-    with pytest.raises(ValueError, match="unknown chapter '02'"):
-        chapter_budget("02", "ci")
+    assert sorted(CHAPTER_BUDGETS) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
+    with pytest.raises(ValueError, match="unknown chapter '11'"):
+        chapter_budget("11", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
         chapter_budget("01", "ci", iterations=3)
     with pytest.raises(ValueError, match="allowed: 'gm_iterations', 'ift_iterations'"):

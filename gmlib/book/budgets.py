@@ -102,6 +102,27 @@ class ChapterBudget:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class TenImageRunBudget(ChapterBudget):
+    """A chapter budget with a DC-style run at ten images per class: its ``ipc10_iterations`` and
+    its (outer, inner) ``ipc10_loops`` (None: the method's own, DC's (10, 50)). One such iteration
+    costs about fifty of one image per class, so the small profiles cut both."""
+
+    ipc10_iterations: int
+    ipc10_loops: tuple[int, int] | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_counts(0, "ipc10_iterations")
+        _check_loops("ipc10_loops", self.ipc10_loops)
+
+    def _ipc10_config(self, dataset: str, values: dict[str, Any], overrides: dict[str, Any]) -> MatchingConfig:
+        """The ten-image run's configuration: this budget's iterations and loops, then the
+        chapter's ``values`` (e.g. when to evaluate), then the caller's ``overrides``."""
+        base = dict(iterations=self.ipc10_iterations, **_loops(self.ipc10_loops))
+        return dc_config(self.profile, 10, dataset, **{**base, **values, **overrides})
+
+
 _PROBLEM_BUDGETS: dict[str, dict[str, Any]] = {
     # At cpu the coreset sweep (2 methods x 1, 10, 50 images per class) trains 18 networks, those
     # of 50 images per class for most of the chapter's time.
@@ -181,6 +202,36 @@ class BilevelBudget(ChapterBudget):
         return eval_config(self.profile, "mnist", width=self.width, epochs=self.eval_epochs, augment="none")
 
 
+_GRADIENT_MATCHING_BUDGETS: dict[str, dict[str, Any]] = {
+    "ci": dict(ipc10_iterations=1),
+    # At DC's loops one ten-image iteration took about 80 s here: ten of them were 80 % of the chapter.
+    "cpu": dict(ipc10_iterations=5, ipc10_loops=(10, 10)),
+}
+
+
+@dataclass(frozen=True)
+class GradientMatchingBudget(TenImageRunBudget):
+    """Chapter 2 (gradient matching). DC at one image per class with the profile's budget, and at
+    ten images per class with ``ipc10_iterations`` and ``ipc10_loops``, evaluated at its start and
+    end. ci and cpu cut the ten-image run (cpu: five iterations, 10 network epochs between outer
+    steps instead of 50); gpu and paper run the profile's iterations with DC's loops."""
+
+    chapter: ClassVar[str] = "02"
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile) -> "GradientMatchingBudget":
+        """The budget at ``profile``."""
+        profile = as_profile(profile)
+        defaults = dict(ipc10_iterations=profile.iterations, ipc10_loops=None)
+        profile, values = cls._profile_and_values(profile, defaults, _GRADIENT_MATCHING_BUDGETS)
+        return cls(profile=profile, **values)
+
+    def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
+        """DC at ten images per class with this budget's iterations and loops, evaluated at its start
+        and end."""
+        return self._ipc10_config(dataset, dict(eval_at=(0, self.ipc10_iterations)), overrides)
+
+
 _WHAT_HOW_WHERE_BUDGETS: dict[str, dict[str, Any]] = {
     "ci": dict(profile_changes=dict(iterations=2, eval_models=2), ipc10_iterations=1, ipc10_loops=(3, 50),
                distances=("d1", "d1+d2"), settings=("MDA",), per_class_ipc=1, probe_per_class=10),
@@ -190,7 +241,7 @@ _WHAT_HOW_WHERE_BUDGETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class WhatHowWhereBudget(ChapterBudget):
+class WhatHowWhereBudget(TenImageRunBudget):
     """Chapter 3 (what, how and where to match). The chapter runs many distillations, so the small
     profiles cut the profile itself (fewer iterations and models; at ``ci`` 3 outer steps instead
     of DC's 10 at ten images per class, so the schedule zeta(t) only reaches t = 1). ``distances``
@@ -200,8 +251,6 @@ class WhatHowWhereBudget(ChapterBudget):
     (None: the whole real batch). gpu and paper: the profile's whole budget for every cell."""
 
     chapter: ClassVar[str] = "03"
-    ipc10_iterations: int
-    ipc10_loops: tuple[int, int] | None
     distances: tuple[str, ...]
     settings: tuple[str, ...]
     per_class_ipc: int
@@ -209,10 +258,8 @@ class WhatHowWhereBudget(ChapterBudget):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_counts(0, "ipc10_iterations")
         self._check_counts(1, "per_class_ipc")
         self._check_optional_counts("probe_per_class")
-        _check_loops("ipc10_loops", self.ipc10_loops)
         _check_names("distances", self.distances)
         _check_names("settings", self.settings)
         for name in self.settings:
@@ -230,8 +277,7 @@ class WhatHowWhereBudget(ChapterBudget):
 
     def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
         """DC at ten images per class with this budget's iterations and loops, evaluated at its end."""
-        values = dict(iterations=self.ipc10_iterations, eval_at=(self.ipc10_iterations,), **_loops(self.ipc10_loops))
-        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+        return self._ipc10_config(dataset, dict(eval_at=(self.ipc10_iterations,)), overrides)
 
 
 _HESSIAN_BUDGETS: dict[str, dict[str, Any]] = {
@@ -297,21 +343,17 @@ _INITIALISATION_BUDGETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class InitialisationBudget(ChapterBudget):
+class InitialisationBudget(TenImageRunBudget):
     """Chapter 5 (initialisation). The chapter runs eight distillations, so the small profiles cut
     the profile itself (fewer iterations, cpu: the 20 of seed 000; fewer evaluation models; a fixed
     2,000-image test subset at cpu) and the run at ten images per class (``ipc10_eval_start``:
     whether that run is also evaluated at its start)."""
 
     chapter: ClassVar[str] = "05"
-    ipc10_iterations: int
-    ipc10_loops: tuple[int, int] | None
     ipc10_eval_start: bool
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_counts(0, "ipc10_iterations")
-        _check_loops("ipc10_loops", self.ipc10_loops)
         if not isinstance(self.ipc10_eval_start, bool):
             raise ValueError(f"ipc10_eval_start must be True or False, got {self.ipc10_eval_start!r}")
 
@@ -328,8 +370,7 @@ class InitialisationBudget(ChapterBudget):
         """DC at ten images per class with this budget's iterations and loops, evaluated at its end
         (and at its start when ``ipc10_eval_start``)."""
         n = self.ipc10_iterations
-        values = dict(iterations=n, eval_at=(0, n) if self.ipc10_eval_start else (n,), **_loops(self.ipc10_loops))
-        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+        return self._ipc10_config(dataset, dict(eval_at=(0, n) if self.ipc10_eval_start else (n,)), overrides)
 
 
 _CROSS_ARCHITECTURE_BUDGETS: dict[str, dict[str, Any]] = {
@@ -343,7 +384,7 @@ _CROSS_ARCHITECTURE_BUDGETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class CrossArchitectureBudget(ChapterBudget):
+class CrossArchitectureBudget(TenImageRunBudget):
     """Chapter 6 (networks and cross-architecture generalisation). A whole matrix of distillations
     and evaluations, so the small profiles cut the profile itself and run a 3x3 corner
     (``networks``), one of the original-style ``variants``, a cut-down run at ten images per class
@@ -353,8 +394,6 @@ class CrossArchitectureBudget(ChapterBudget):
     chapter: ClassVar[str] = "06"
     networks: tuple[str, ...]
     variants: tuple[str, ...]
-    ipc10_iterations: int
-    ipc10_loops: tuple[int, int] | None
     nas_real_per_class: int | None
     nas_real_epochs: int
     nas_models: int
@@ -363,10 +402,8 @@ class CrossArchitectureBudget(ChapterBudget):
         super().__post_init__()
         _check_names("networks", self.networks)
         _check_names("variants", self.variants)
-        self._check_counts(0, "ipc10_iterations")
         self._check_counts(1, "nas_real_epochs", "nas_models")
         self._check_optional_counts("nas_real_per_class")
-        _check_loops("ipc10_loops", self.ipc10_loops)
 
     @classmethod
     def for_profile(cls, profile: str | Profile, *, iterations: int | None = None,
@@ -388,8 +425,7 @@ class CrossArchitectureBudget(ChapterBudget):
     def ipc10_config(self, dataset: str, **overrides: Any) -> MatchingConfig:
         """DC at ten images per class with this budget's iterations and loops (the matrix
         evaluates the sets itself)."""
-        values = dict(iterations=self.ipc10_iterations, **_loops(self.ipc10_loops))
-        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+        return self._ipc10_config(dataset, {}, overrides)
 
 
 
@@ -401,7 +437,7 @@ _DIFFERENTIABLE_AUGMENTATION_BUDGETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class DifferentiableAugmentationBudget(ChapterBudget):
+class DifferentiableAugmentationBudget(TenImageRunBudget):
     """Chapter 7 (differentiable Siamese augmentation). Three distillations at one image per class
     with the profile's iterations (DSA with Siamese draws, DSA with independent draws, DC), one per
     DSA family with ``family_iterations``, and a DSA run at ten images per class from real samples
@@ -411,13 +447,10 @@ class DifferentiableAugmentationBudget(ChapterBudget):
 
     chapter: ClassVar[str] = "07"
     family_iterations: int
-    ipc10_iterations: int
-    ipc10_loops: tuple[int, int] | None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_counts(1, "family_iterations", "ipc10_iterations")
-        _check_loops("ipc10_loops", self.ipc10_loops)
 
     @classmethod
     def for_profile(cls, profile: str | Profile, *,
@@ -452,8 +485,7 @@ class DifferentiableAugmentationBudget(ChapterBudget):
         """DSA at ten images per class from real samples (as the DSA paper starts) with this budget's
         iterations and loops, evaluated at its end."""
         n = self.ipc10_iterations
-        values = dict(method="dsa", init="real", iterations=n, eval_at=(n,), **_loops(self.ipc10_loops))
-        return dc_config(self.profile, 10, dataset, **{**values, **overrides})
+        return self._ipc10_config(dataset, dict(method="dsa", init="real", eval_at=(n,)), overrides)
 
     def eval_config(self, dataset: str, augment: str) -> EvalConfig:
         """The protocol at this profile for a set of ``dataset``, training with ``augment`` ('none' or
@@ -676,14 +708,14 @@ class TrajectoryMatchingBudget(ChapterBudget):
 
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
-    for budget in (ProblemBudget, BilevelBudget, WhatHowWhereBudget, HessianBudget, InitialisationBudget,
-                   CrossArchitectureBudget, DifferentiableAugmentationBudget, DistributionMatchingBudget, TrajectoryMatchingBudget,
-                   GenerativeTeachingBudget)
+    for budget in (ProblemBudget, BilevelBudget, GradientMatchingBudget, WhatHowWhereBudget, HessianBudget,
+                   InitialisationBudget, CrossArchitectureBudget, DifferentiableAugmentationBudget,
+                   DistributionMatchingBudget, TrajectoryMatchingBudget, GenerativeTeachingBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('00', '01', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
+    """The budget of ``chapter`` ('00', '01', '02', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
     a :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
     ``parameters`` are the chapter's own papermill parameters that change its budget (03, 05 and 07:
