@@ -64,6 +64,7 @@ bench: setup
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_matching.py
 	$(PY) benchmarks/bench_dm_vs_dc.py
+	$(PY) benchmarks/bench_cpu_levers.py
 
 sync: setup
 	$(VENV)/bin/jupytext --sync notebooks/*.md
