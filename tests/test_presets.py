@@ -358,7 +358,10 @@ def test_the_distribution_matching_budget_builds_dm_and_dc_configs():
     assert budget.dm_config("mnist") == dm_config(budget.profile, 1, "mnist", iterations=7)
     assert budget.dm_config("mnist", 10).iterations == budget.ipc10_iterations
     assert budget.dc_config("fashion-mnist").iterations == budget.dc_iterations
+    assert budget.profile == get_profile("cpu").replace(eval_models=2, eval_test_size=2000)
+    assert budget.dm_config("mnist").eval_models == 2
     paper = chapter_budget("08", "paper")
+    assert paper.profile == get_profile("paper")
     assert paper.dm_iterations == get_profile("paper").dm_iterations == 20_000
     assert paper.dm_config("mnist").eval_config.augment == "dsa"
     with pytest.raises(ValueError, match="dm_iterations"):
