@@ -49,6 +49,15 @@ def source_key(notebook: Path, profile: str) -> str:
     return digest.hexdigest()
 
 
+def executing_hardware() -> str:
+    """This machine, in the words of gmlib.runinfo, recorded with each execution (a later --reuse
+    build may run elsewhere)."""
+    sys.path.insert(0, str(ROOT))
+    from gmlib.runinfo import describe_hardware
+
+    return describe_hardware("cpu")
+
+
 def execute(notebooks: list[Path], profile: str, force: bool) -> dict[str, dict]:
     """Run each notebook through papermill unless its cached execution is still valid."""
     import papermill
@@ -76,7 +85,8 @@ def execute(notebooks: list[Path], profile: str, force: bool) -> dict[str, dict]
             request_save_on_cell_execute=False,
         )
         seconds = time.perf_counter() - start
-        records[notebook.stem] = {"key": key, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+        records[notebook.stem] = {"key": key, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                                  "hardware": executing_hardware()}
         record_path.write_text(json.dumps(records, indent=2))
         print(f"[book] {notebook.stem}: {seconds:.0f} s", flush=True)
     return records
@@ -134,10 +144,9 @@ def prepare_page(executed: Path, target: Path, profile: str, record: dict | None
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
     if record is not None:
-        from gmlib.runinfo import describe_hardware
-
-        line = (f"*This page was executed at profile `{profile}` in {duration(record['seconds'])} "
-                f"on {describe_hardware('cpu')} ({record['date']} UTC); every chapter's time is on "
+        where = f" on {record['hardware']}" if "hardware" in record else ""  # older records lack it
+        line = (f"*This page was executed at profile `{profile}` in {duration(record['seconds'])}"
+                f"{where} ({record['date']} UTC); every chapter's time is on "
                 "{doc}`../build_info`.*")
         notebook["cells"].append({"cell_type": "markdown", "id": "build-execution-time", "metadata": {},
                                   "source": ["---\n", "\n", line]})
@@ -145,7 +154,7 @@ def prepare_page(executed: Path, target: Path, profile: str, record: dict | None
 
 
 def build_book(profile: str, records: dict[str, dict], notebooks: list[Path]) -> Path:
-    sys.path.insert(0, str(ROOT))  # the pages' build-info lines come from gmlib.runinfo
+    sys.path.insert(0, str(ROOT))  # the build-info page comes from gmlib.runinfo
     src = BUILD / "book-src" / profile
     if src.exists():
         shutil.rmtree(src)

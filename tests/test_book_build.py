@@ -38,13 +38,14 @@ def test_durations_read_as_minutes_and_seconds(build, seconds, text) -> None:
 
 def test_a_page_hides_the_injected_cell_and_ends_with_its_execution_time(build, tmp_path) -> None:
     target = tmp_path / "page.ipynb"
-    build.prepare_page(executed_chapter(tmp_path / "run.ipynb"), target, "cpu", {"seconds": 312.2, "date": "2026-12-01 14:05"})
+    record = {"seconds": 312.2, "date": "2026-12-01 14:05", "hardware": "CPU: Test (2 cores)"}
+    build.prepare_page(executed_chapter(tmp_path / "run.ipynb"), target, "cpu", record)
     cells = json.loads(target.read_text())["cells"]
     assert cells[1]["metadata"]["tags"] == ["injected-parameters", "remove-cell"]
     assert "remove-cell" not in cells[0]["metadata"]["tags"]
     last = "".join(cells[-1]["source"])
     assert cells[-1]["cell_type"] == "markdown"
-    assert "executed at profile `cpu` in 5 min 12 s" in last and "(2026-12-01 14:05 UTC)" in last
+    assert "executed at profile `cpu` in 5 min 12 s on CPU: Test (2 cores)" in last and "(2026-12-01 14:05 UTC)" in last
     assert "{doc}`../build_info`" in last
 
 
