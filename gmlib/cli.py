@@ -1,10 +1,12 @@
-"""Command line: ``python -m gmlib data|experts|distill|evaluate ...`` for scripted reruns.
+"""Command line: ``python -m gmlib data|experts|distill|evaluate|convert ...`` for scripted reruns.
 
     python -m gmlib data mnist fashion-mnist     # fetch, verify and cache datasets
     python -m gmlib distill --dataset mnist --ipc 1 --method dc --profile ci --out runs/dc-mnist-1
     python -m gmlib experts --dataset mnist --profile ci --out runs/experts-mnist   # MTT's expert buffer
     python -m gmlib distill --dataset mnist --method mtt --buffer runs/experts-mnist --profile ci --out runs/mtt
     python -m gmlib evaluate runs/dc-mnist-1/synthetic.pt --networks convnet mlp --profile ci --json acc.json
+    python -m gmlib evaluate res_MNIST_ConvNet_1ipc.pt --dataset mnist     # a set made by DC's own code
+    python -m gmlib convert runs/dc-mnist-1/synthetic.pt res_dc.pt --to dc  # for the authors' evaluation
 
 A profile (``ci``, ``cpu``, ``gpu``, ``paper``; ``auto`` = gpu with CUDA, else cpu) supplies the
 budget: iterations, real batch size, network width, evaluation models/epochs. Explicit options
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -310,12 +313,11 @@ def _experts(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from gmlib.book.presets import eval_config, get_profile
-    from gmlib.data import dataset_info
     from gmlib.eval_config import DISTILLATION_METHODS, protocol_variant
     from gmlib.evaluate import evaluate_across_networks
     from gmlib.fileio import check_writable_folder
     from gmlib.runinfo import describe_hardware, library_versions, resolve_device
-    from gmlib.synthetic import check_fits_dataset, load_synthetic
+    from gmlib.synthetic import check_fits_dataset
 
     profile = get_profile(args.profile)
     try:
@@ -326,13 +328,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             check_writable_folder(Path(args.json).parent)
     except ValueError as error:
         args.parser.error(str(error))
-    try:
-        syn = load_synthetic(args.set)
-        dataset_info(syn.dataset)
-    except FileNotFoundError as error:
-        args.parser.error(str(error))
-    except ValueError as error:
-        args.parser.error(f"{args.set}: {error}")
+    layout = _set_layout(args)
+    # A foreign file does not know its dataset: the named one (loaded first) gives its shapes and classes.
+    dataset = None if layout == "gmlib" else _dataset_or_exit(args.dataset, device, args.cache_dir)
+    syn = _read_set(args, layout, dataset)
     method = syn.metadata.get("method", "dc")
     explicit = {"augment": args.augment} if args.augment != "auto" else {}  # auto: the papers' for the set
     if args.epochs is not None:
@@ -349,7 +348,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(protocol.label)
     except ValueError as error:
         args.parser.error(f"{args.set}: {error}" if args.learned_lr else str(error))
-    dataset = _dataset_or_exit(syn.dataset, device, args.cache_dir)
+    dataset = dataset or _dataset_or_exit(syn.dataset, device, args.cache_dir)
     try:
         check_fits_dataset(syn, dataset)
     except ValueError as error:
@@ -362,7 +361,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                        progress=args.progress)
     report: dict[str, Any] = {
         "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
-        "models": models, "protocol": args.protocol, "learned_lr": args.learned_lr, "device": str(device),
+        "models": models, "protocol": args.protocol, "learned_lr": args.learned_lr, "format": layout,
+        "source": syn.metadata.get("source"), "device": str(device),
         "hardware": describe_hardware(device),
         "versions": library_versions(), "results": {},
     }
@@ -372,6 +372,11 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"{result.seconds_per_model:.1f} s/model)")
         report["results"][name] = {"mean": result.mean, "std": result.std, "accuracies": result.accuracies,
                                    "seconds_per_model": result.seconds_per_model, "config": result.config.as_dict()}
+    for network, accuracies in (syn.metadata.get("source") or {}).get("reported", {}).items():
+        if accuracies:  # what the authors' own evaluation measured, as the file records it
+            mean, std = statistics.fmean(accuracies), statistics.pstdev(accuracies)
+            print(f"the file reports {network}: {100 * mean:.2f} +- {100 * std:.2f} % ({len(accuracies)} models, "
+                  "the authors' evaluation)")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,9 +385,76 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_layout(args: argparse.Namespace) -> str:
+    """The layout of ``args.set`` (``--format``, or detected); exits 2 when the file is missing or a
+    foreign one comes without ``--dataset``."""
+    from gmlib.exchange import detect_format
+
+    try:
+        layout = detect_format(args.set) if args.format == "auto" else args.format
+        if layout != "gmlib" and args.dataset is None:
+            raise ValueError(f"{args.set} is a set in the {layout} layout, which does not record its dataset; "
+                             "name it with --dataset")
+    except FileNotFoundError as error:
+        args.parser.error(str(error))
+    except ValueError as error:
+        args.parser.error(f"{args.set}: {error}")
+    return layout
+
+
+def _read_set(args: argparse.Namespace, layout: str, dataset: Any = None):
+    """The set ``args.set`` in ``layout``, for ``dataset`` (loaded) or ``args.dataset`` (by name);
+    exits 2 with the reason when it cannot be read or is not of that dataset."""
+    from gmlib.data import dataset_info
+    from gmlib.exchange import read_set
+
+    try:
+        syn = read_set(args.set, dataset if dataset is not None else args.dataset, format=layout,
+                       experiment=args.experiment, tag=args.tag)
+        dataset_info(syn.dataset)
+        if args.dataset is not None and syn.dataset != args.dataset:
+            raise ValueError(f"the set is of {syn.dataset}, not --dataset {args.dataset}")
+    except FileNotFoundError as error:
+        args.parser.error(str(error))
+    except ValueError as error:  # the readers' messages name the file already
+        args.parser.error(str(error) if str(args.set) in str(error) else f"{args.set}: {error}")
+    return syn
+
+
+# --------------------------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------------------------
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from gmlib.exchange import write_set
+
+    syn = _read_set(args, _set_layout(args))
+    try:
+        written = write_set(syn, args.out, args.to)
+    except (OSError, ValueError) as error:
+        args.parser.error(f"cannot write {args.out}: {error}")
+    print(f"wrote {written} ({args.to} layout): {syn}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
+
+
+def _add_set_source(parser: argparse.ArgumentParser, formats: tuple[str, ...], dataset_names: tuple[str, ...]) -> None:
+    """The options that say how to read a set made by gmlib or by the authors' code."""
+    parser.add_argument("--format", default="auto", choices=("auto",) + formats,
+                        help="layout of SET: gmlib (save_synthetic), dc (the results file of DC's, DSA's and DM's "
+                             "code, res_*.pt) or mtt (the folder MTT's code logs images_/labels_/lr_*.pt into); "
+                             "auto = mtt for a folder, gmlib or dc by the file's content (default: %(default)s)")
+    parser.add_argument("--dataset", default=None, choices=dataset_names,
+                        help="the set's dataset; needed for the dc and mtt layouts, which do not record it")
+    parser.add_argument("--experiment", type=_int_at_least(0), default=0,
+                        help="dc layout: which experiment's set (0-based; default: %(default)s)")
+    parser.add_argument("--tag", default="best",
+                        help="mtt layout: the files' tag, 'best' or an iteration number (default: %(default)s)")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -402,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.data import DATASET_NAMES
     from gmlib.distances import DISTANCE_NAMES
     from gmlib.eval_config import PROTOCOL_VARIANTS
+    from gmlib.exchange import FORMATS
     from gmlib.methods.dc_config import ENGINES, METHODS
     from gmlib.methods.dc_variants import MATCH_LEVELS
     from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
@@ -551,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on it from scratch as DC's reference code does (SGD, momentum 0.9, weight decay 5e-4, E + 1 "
                     "epochs, lr x0.1 after epoch E//2 + 1 with fresh momentum) and test them on the dataset's real "
                     "test set; print mean +- std per network.")
-    evaluate.add_argument("set", help="synthetic-set file (.pt)")
+    evaluate.add_argument("set", help="synthetic set: a file written by gmlib, or one made by the authors' code "
+                                      "(see --format)")
     evaluate.add_argument("--networks", nargs="+", default=["convnet"], choices=NETWORK_NAMES, metavar="NETWORK",
                           help=f"networks to train, from: {', '.join(NETWORK_NAMES)} (default: convnet)")
     evaluate.add_argument("--models", type=_int_at_least(1), default=None,
@@ -572,8 +646,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="train with the learning rate distilled with the set (MTT's own protocol; "
                                "report it beside the standard one)")
     evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
+    _add_set_source(evaluate, FORMATS, DATASET_NAMES)
     _add_common(evaluate)
     evaluate.set_defaults(run=_evaluate, parser=evaluate)
+
+    convert = commands.add_parser(
+        "convert", help="write a synthetic set in another layout: gmlib's, or that of DC's/DSA's/DM's or MTT's code",
+        description="Read SET (gmlib's file, or the output of the authors' code: see --format) and write it to OUT "
+                    "in the layout --to, so that either side's evaluation can train on it. The pixels are kept as "
+                    "they are (both keep the dataset's normalised space); labels are put in class order.")
+    convert.add_argument("set", help="the synthetic set to read (a file, or MTT's folder)")
+    convert.add_argument("out", help="where to write it (a file; a folder for --to mtt)")
+    convert.add_argument("--to", required=True, choices=FORMATS, help="the layout to write")
+    _add_set_source(convert, FORMATS, DATASET_NAMES)
+    convert.set_defaults(run=_convert, parser=convert)
     return parser
 
 

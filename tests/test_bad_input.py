@@ -75,7 +75,7 @@ CLI_CASES: list[tuple[str, Callable[[Path], list], int, str]] = [
      "the set has 2 classes but mnist has 3"),
     ("evaluate-set-naming-unknown-dataset", lambda t: ["evaluate", set_file(t, "odd", dataset="mnits")], 2,
      "unknown dataset 'mnits'; choose one of mnist, fashion-mnist"),
-    ("evaluate-missing-file", lambda t: ["evaluate", t / "missing.pt"], 2, "no synthetic-set file at"),
+    ("evaluate-missing-file", lambda t: ["evaluate", t / "missing.pt"], 2, "no synthetic set at"),
     ("evaluate-not-a-set", lambda t: ["evaluate", (t / "notes.pt", (t / "notes.pt").write_text("hi"))[0]], 2,
      "could not read"),
     ("evaluate-device-mps", lambda t: ["evaluate", set_file(t, "ok"), "--device", "mps"], 2,

@@ -51,7 +51,9 @@ def test_help_explains_every_option(capsys) -> None:
                      "--checkpoint-every", "--resume", "--no-resume", "--width", "--batch-real", "--distance",
                      "--eval-at", "--device", "--engine", "--match-level", "--level-weight", "--no-per-class",
                      "--inner-steps", "--hessian-weight", "--hessian-kind", "--hessian-loss"]),
-        ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment"]),
+        ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment", "--format",
+                      "--dataset", "--experiment", "--tag"]),
+        ("convert", ["--to", "--format", "--dataset", "--experiment", "--tag"]),
     ]:
         assert gmlib(command, "--help") == 0
         text = capsys.readouterr().out
@@ -220,3 +222,51 @@ def test_unavailable_data_exits_1_with_its_message_for_every_command(tmp_path, m
                  ["evaluate", tmp_path / "run" / "synthetic.pt", "--profile", "ci"]):
         assert gmlib(*argv) == 1, argv[0]
         assert "error: mnist: the cached file failed its checksum" in capsys.readouterr().err
+
+
+def test_evaluate_and_convert_read_sets_made_by_the_authors_code(tmp_path, capsys) -> None:
+    """A results file as DC's code writes it (its dataset unrecorded, accuracies as numpy numbers)
+    is evaluated under gmlib's protocol with --dataset, and converted both ways."""
+    import numpy as np
+
+    fake = fake_mnist()
+    images = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([2, 0, 1, 0, 2, 1])  # out of class order, as another implementation may keep them
+    res = tmp_path / "res_DSA_MNIST_ConvNet_2ipc.pt"
+    torch.save({"data": [[images, labels]], "accs_all_exps": {"ConvNet": [np.float64(0.5), np.float64(0.7)]}}, res)
+    report_path = tmp_path / "acc.json"
+    assert gmlib("evaluate", res, "--dataset", "mnist", "--models", "1", "--epochs", "2", "--profile", "ci",
+                 "--width", "8", "--json", report_path, "--no-progress") == 0
+    printed = capsys.readouterr().out
+    assert "convnet:" in printed and "the file reports ConvNet: 60.00 +- 10.00 % (2 models" in printed
+    report = json.loads(report_path.read_text())
+    assert report["format"] == "dc" and report["source"]["reported"] == {"ConvNet": [0.5, 0.7]}
+    assert report["ipc"] == 2 and report["results"]["convnet"]["config"]["augment"] == "dsa"  # DSA's file name
+    # Without its dataset a foreign file cannot be read; the message says what to add.
+    assert gmlib("evaluate", res, "--profile", "ci") == 2
+    assert "does not record its dataset; name it with --dataset" in capsys.readouterr().err
+    assert gmlib("evaluate", res, "--dataset", "mnist", "--experiment", "3", "--profile", "ci") == 2
+    assert "experiment 3 is not in" in capsys.readouterr().err
+
+    # convert needs no data, only the catalogue's shapes: real MNIST-sized sets here (10 classes, 28x28).
+    # DC's layout -> gmlib's -> MTT's folder, pixels unchanged and labels in class order.
+    assert len(fake.class_names) == 3 and gmlib("convert", res, tmp_path / "x.pt", "--to", "gmlib",
+                                                "--dataset", "mnist") == 2
+    assert "images are (1, 8, 8), but mnist images are (1, 28, 28)" in capsys.readouterr().err
+    images = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(10).repeat(2)  # 0..9, 0..9
+    torch.save({"data": [[images, labels]], "accs_all_exps": {}}, res)
+    assert gmlib("convert", res, tmp_path / "ours.pt", "--to", "gmlib", "--dataset", "mnist") == 0
+    assert "wrote" in capsys.readouterr().out
+    ours = load_synthetic(tmp_path / "ours.pt")
+    assert ours.metadata["source"]["format"] == "dc" and ours.ipc == 2 and ours.dataset == "mnist"
+    order = torch.sort(labels, stable=True).indices
+    assert torch.equal(ours.images.detach(), images[order]) and ours.labels.tolist() == [c for c in range(10) for _ in "ab"]
+    assert gmlib("convert", tmp_path / "ours.pt", tmp_path / "mtt", "--to", "mtt") == 0
+    assert torch.equal(torch.load(tmp_path / "mtt" / "images_best.pt", weights_only=True), images[order])
+    assert gmlib("convert", tmp_path / "ours.pt", tmp_path / "x.pt", "--to", "gmlib", "--dataset", "fashion-mnist") == 2
+    assert "the set is of mnist, not --dataset fashion-mnist" in capsys.readouterr().err
+    assert gmlib("convert", tmp_path / "missing.pt", tmp_path / "x.pt", "--to", "dc") == 2
+    assert "no synthetic set at" in capsys.readouterr().err
+    assert gmlib("convert", tmp_path / "ours.pt", tmp_path / "x.pt", "--to", "npz") == 2
+    assert "invalid choice: 'npz'" in capsys.readouterr().err
