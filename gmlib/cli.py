@@ -1,4 +1,4 @@
-"""Command line: ``python -m gmlib data|experts|distill|evaluate|convert ...`` for scripted reruns.
+"""Command line: ``python -m gmlib data|experts|distill|evaluate|convert|compare ...`` for scripted reruns.
 
     python -m gmlib data mnist fashion-mnist     # fetch, verify and cache datasets
     python -m gmlib distill --dataset mnist --ipc 1 --method dc --profile ci --out runs/dc-mnist-1
@@ -7,6 +7,7 @@
     python -m gmlib evaluate runs/dc-mnist-1/synthetic.pt --networks convnet mlp --profile ci --json acc.json
     python -m gmlib evaluate res_MNIST_ConvNet_1ipc.pt --dataset mnist     # a set made by DC's own code
     python -m gmlib convert runs/dc-mnist-1/synthetic.pt res_dc.pt --to dc  # for the authors' evaluation
+    python -m gmlib compare --methods random dc dm --ipc 1 10 --profile ci --out runs/grid   # one table
 
 A profile (``ci``, ``cpu``, ``gpu``, ``paper``; ``auto`` = gpu with CUDA, else cpu) supplies the
 budget: iterations, real batch size, network width, evaluation models/epochs. Explicit options
@@ -439,6 +440,43 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from gmlib.book.presets import resolve_profile_name
+    from gmlib.fileio import check_writable_folder
+    from gmlib.runinfo import resolve_device
+    from gmlib.studies.grid import GridBudget, plan_grid, run_grid
+
+    try:
+        budget = GridBudget(profile=resolve_profile_name(args.profile), iterations=args.iterations,
+                            seconds=args.seconds, networks=tuple(args.networks), models=args.models)
+        cells = plan_grid(args.methods, args.datasets, args.ipc, args.seeds)
+        device = resolve_device(args.device or "auto")
+        check_writable_folder(args.out)
+    except ValueError as error:
+        args.parser.error(str(error))
+    try:
+        outcome = run_grid(cells, budget, args.out, device=device,
+                           load_dataset=lambda name: _load_dataset(name, device, args.cache_dir),  # a failure: that cell's
+                           progress=args.progress)
+    except ValueError as error:  # the folder holds a grid of another budget
+        args.parser.error(str(error))
+    for record in outcome.records:
+        accuracies = ", ".join(f"{network} {100 * result['mean']:.2f} +- {100 * result['std']:.2f} %"
+                               for network, result in record["evaluations"].items())
+        print(f"{record['key']}: {accuracies}; {record['iterations']} iterations, "
+              f"{record['distill_seconds']:.1f} s distilling, {record['eval_seconds']:.1f} s evaluating")
+    for key, error in outcome.failed.items():
+        print(f"failed {key}: {error}", file=sys.stderr)
+    print(f"wrote {Path(args.out) / 'table.csv'} and table.json ({len(outcome.records)} cells, "
+          f"{len(outcome.failed)} failed; rerun the command to retry or extend)")
+    return 1 if outcome.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
 
@@ -660,6 +698,39 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=FORMATS, help="the layout to write")
     _add_set_source(convert, FORMATS, DATASET_NAMES)
     convert.set_defaults(run=_convert, parser=convert)
+
+    from gmlib.studies.grid import GRID_METHODS
+
+    compare = commands.add_parser(
+        "compare", help="run a grid of methods x datasets x images per class x seeds and write one table",
+        description="Distil and evaluate every cell of METHODS x DATASETS x IPC x SEEDS at the profile's budget "
+                    "(equal iterations, or --seconds of distillation each) and write OUT/table.csv and "
+                    "OUT/table.json: accuracy per evaluated network, seconds, peak memory and iterations per "
+                    "cell. Each cell keeps its results in OUT/cells/<key>/; rerunning the command skips "
+                    "finished cells and resumes the one in progress. Exit status 1 if a cell failed.")
+    compare.add_argument("--methods", nargs="+", required=True, choices=GRID_METHODS, metavar="METHOD",
+                         help=f"methods, from: {', '.join(GRID_METHODS)}")
+    compare.add_argument("--datasets", nargs="+", default=["mnist"], choices=DATASET_NAMES, metavar="DATASET",
+                         help=f"datasets, from: {', '.join(DATASET_NAMES)} (default: mnist)")
+    compare.add_argument("--ipc", nargs="+", type=_int_at_least(1), default=[1], help="images per class (default: 1)")
+    compare.add_argument("--seeds", nargs="+", type=_int_at_least(0), default=[0], help="seeds (default: 0)")
+    compare.add_argument("--out", required=True, help="the grid's folder (created if needed)")
+    budget = compare.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=_int_at_least(0), default=None,
+                        help="iterations of every method (default: each method's at the profile)")
+    budget.add_argument("--seconds", type=_positive_float, default=None,
+                        help="an equal wall-clock budget: seconds of distillation per cell")
+    compare.add_argument("--networks", nargs="+", default=["convnet"], choices=NETWORK_NAMES, metavar="NETWORK",
+                         help=f"networks each set is evaluated on, from: {', '.join(NETWORK_NAMES)} "
+                              "(default: convnet)")
+    compare.add_argument("--models", type=_int_at_least(1), default=None,
+                         help="evaluation models per network (default: the profile's)")
+    compare.add_argument("--profile", default=DEFAULT_PROFILE, choices=("auto",) + PROFILE_NAMES,
+                         help="compute budget of every method's configuration and evaluation (default: %(default)s)")
+    compare.add_argument("--device", default=None, help="'cpu', 'cuda', 'cuda:N' or 'auto' (default: auto)")
+    compare.add_argument("--cache-dir", default=None, help="dataset cache (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
+    compare.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    compare.set_defaults(run=_compare, parser=compare)
     return parser
 
 

@@ -270,3 +270,25 @@ def test_evaluate_and_convert_read_sets_made_by_the_authors_code(tmp_path, capsy
     assert "no synthetic set at" in capsys.readouterr().err
     assert gmlib("convert", tmp_path / "ours.pt", tmp_path / "x.pt", "--to", "npz") == 2
     assert "invalid choice: 'npz'" in capsys.readouterr().err
+
+
+def test_compare_runs_a_grid_writes_its_table_and_skips_finished_cells(tmp_path, capsys) -> None:
+    out = tmp_path / "grid"
+    argv = ["compare", "--methods", "random", "dc", "--ipc", "1", "--seeds", "0", "1", "--profile", "ci",
+            "--iterations", "1", "--models", "1", "--device", "cpu", "--out", out, "--no-progress"]
+    assert gmlib(*argv) == 0
+    printed = capsys.readouterr().out
+    assert "dc_mnist_ipc1_seed1: convnet" in printed and "1 iterations" in printed and "4 cells, 0 failed" in printed
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert [(r["method"], r["seed"]) for r in rows] == [("random", 0), ("random", 1), ("dc", 0), ("dc", 1)]
+    assert gmlib(*argv) == 0  # finished: skipped, the same table
+    assert json.loads((out / "table.json").read_text())["rows"] == rows
+    capsys.readouterr()
+    assert gmlib(*[("2" if a == "1" and argv[i - 1] == "--iterations" else a) for i, a in enumerate(argv)]) == 2
+    assert "holds a grid of another budget" in capsys.readouterr().err
+    assert gmlib("compare", "--methods", "dc", "--iterations", "1", "--seconds", "5", "--out", out) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert gmlib("compare", "--methods", "dd", "--out", out) == 2
+    assert "invalid choice: 'dd'" in capsys.readouterr().err
+    assert gmlib("compare", "--methods", "dc", "dc", "--out", out) == 2
+    assert "methods lists a value twice" in capsys.readouterr().err

@@ -389,11 +389,12 @@ def _run_in(folder: Path | None, method: Method, resume: bool, progress: bool, e
 def distill_with(method_class: type[Method], config_class: type, dataset: ImageDataset, config: Any, *, seed: int,
                  device: str | torch.device, out_dir: str | os.PathLike | None, resume: bool, progress: bool,
                  stop_at: int | None = None, checkpoint_seconds: float | None = None,
-                 method_args: tuple = ()) -> RunResult:
+                 method_args: tuple = (), time_limit_s: float | None = None) -> RunResult:
     """Check ``config`` and ``seed``, check that the config's network takes this dataset's images
     (before any work), build ``method_class(dataset, config, seed, device, *method_args)`` (e.g.
     MTT's expert buffer) and :func:`run` it with
-    the config's run settings: ``checkpoint_every``, ``time_limit_s`` and evaluations after the
+    the config's run settings: ``checkpoint_every``, ``time_limit_s`` (the argument, when given,
+    replaces the config's: an equal wall-clock budget for any method) and evaluations after the
     ``eval_at`` iterations under ``eval_config`` (None = the protocol's defaults for the
     distillation network) with ``eval_models`` models, where the config has them."""
     from gmlib.eval_config import EvalConfig
@@ -417,7 +418,7 @@ def distill_with(method_class: type[Method], config_class: type, dataset: ImageD
         eval_config = config.eval_config or EvalConfig(network=config.network, network_kwargs=network_kwargs)
         evaluator = protocol_evaluator(eval_config, config.eval_models, method.dataset, seed, device)
     return run(method, out_dir=out_dir, resume=resume, progress=progress, stop_at=stop_at,
-               time_limit_s=getattr(config, "time_limit_s", None),
+               time_limit_s=getattr(config, "time_limit_s", None) if time_limit_s is None else time_limit_s,
                checkpoint_every=getattr(config, "checkpoint_every", 0),
                checkpoint_seconds=CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds,
                eval_at=getattr(config, "eval_at", ()), evaluator=evaluator)
