@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements-lock.txt torch==2.13.0
-	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[notebooks,book,test,vision]'
+	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[notebooks,book,test,vision,cluster]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (gmlib)"
 	touch $@
 

@@ -41,7 +41,7 @@ from gmlib.synthetic import load_synthetic
 
 SETS = {
     "mnist_ipc1_cpu": "results/mnist_ipc1_cpu/synthetic.pt",
-    "cross_arch_convnet_200it": "results/cross_arch_mnist_ipc1/iterations200/cells/synthetic-convnet.pt",
+    "cross_arch_convnet_200it": "results/cross_arch_mnist_ipc1/iterations200/cells/distill-convnet/synthetic.pt",
 }
 OLD_AND_NEW = ("reference", "gmlib-0.1")
 SINGLE_DIFFERENCES = tuple(name for name in PROTOCOL_VARIANTS if name not in OLD_AND_NEW)

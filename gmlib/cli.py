@@ -448,21 +448,30 @@ def _compare(args: argparse.Namespace) -> int:
     from gmlib.book.presets import resolve_profile_name
     from gmlib.fileio import check_writable_folder
     from gmlib.runinfo import resolve_device
-    from gmlib.studies.grid import GridBudget, plan_grid, run_grid
+    from gmlib.studies.grid import ClusterOptions, GridBudget, plan_grid, run_grid
 
     try:
         budget = GridBudget(profile=resolve_profile_name(args.profile), iterations=args.iterations,
                             seconds=args.seconds, networks=tuple(args.networks), models=args.models)
         cells = plan_grid(args.methods, args.datasets, args.ipc, args.seeds)
-        device = resolve_device(args.device or "auto")
+        resolve_device(args.device or "auto")  # a bad device is refused here, not in every cell
         check_writable_folder(args.out)
     except ValueError as error:
         args.parser.error(str(error))
+    cluster = None
+    if args.ray is not None:
+        try:
+            cluster = ClusterOptions(address=None if args.ray == "local" else args.ray, workers=args.workers,
+                                     gpus_per_cell=args.gpus_per_cell, retries=args.retries)
+        except ValueError as error:
+            args.parser.error(str(error))
+    cache_dir = args.cache_dir
     try:
-        outcome = run_grid(cells, budget, args.out, device=device,
-                           load_dataset=lambda name: _load_dataset(name, device, args.cache_dir),  # a failure: that cell's
-                           progress=args.progress)
-    except ValueError as error:  # the folder holds a grid of another budget
+        outcome = run_grid(cells, budget, args.out, device=args.device or "auto",
+                           load_dataset=lambda name: _load_dataset(name, resolve_device(args.device or "auto"),
+                                                                   cache_dir),  # a failure is that cell's
+                           progress=args.progress, executor="local" if cluster is None else "ray", cluster=cluster)
+    except (ValueError, ImportError) as error:  # a grid of another budget in the folder; no Ray installed
         args.parser.error(str(error))
     for record in outcome.records:
         accuracies = ", ".join(f"{network} {100 * result['mean']:.2f} +- {100 * result['std']:.2f} %"
@@ -730,6 +739,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default=None, help="'cpu', 'cuda', 'cuda:N' or 'auto' (default: auto)")
     compare.add_argument("--cache-dir", default=None, help="dataset cache (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
     compare.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    cluster = compare.add_argument_group("on a Ray cluster (pip install 'gmlib[cluster]'): one task per cell")
+    cluster.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="run the cells on Ray: 'local' (the default with no value) starts a local cluster of "
+                              "--workers CPUs; else the address of a running cluster ('auto', 'ray://host:10001'), "
+                              "whose workers must all see OUT")
+    cluster.add_argument("--workers", type=_int_at_least(1), default=2,
+                         help="CPUs of the local cluster: cells run at once (default: %(default)s)")
+    cluster.add_argument("--gpus-per-cell", type=float, default=0.0,
+                         help="GPUs each cell asks for; with GPUs the cells run on CUDA (default: %(default)s)")
+    cluster.add_argument("--retries", type=_int_at_least(0), default=2,
+                         help="restarts of a cell whose worker died; it resumes from its checkpoint "
+                              "(default: %(default)s)")
     compare.set_defaults(run=_compare, parser=compare)
     return parser
 

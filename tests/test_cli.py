@@ -285,7 +285,7 @@ def test_compare_runs_a_grid_writes_its_table_and_skips_finished_cells(tmp_path,
     assert json.loads((out / "table.json").read_text())["rows"] == rows
     capsys.readouterr()
     assert gmlib(*[("2" if a == "1" and argv[i - 1] == "--iterations" else a) for i, a in enumerate(argv)]) == 2
-    assert "holds a grid of another budget" in capsys.readouterr().err
+    assert "holds an experiment of other settings" in capsys.readouterr().err
     assert gmlib("compare", "--methods", "dc", "--iterations", "1", "--seconds", "5", "--out", out) == 2
     assert "not allowed with argument" in capsys.readouterr().err
     assert gmlib("compare", "--methods", "dd", "--out", out) == 2

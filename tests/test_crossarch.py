@@ -103,7 +103,8 @@ def test_matrix_is_deterministic_per_seed(dataset):
 
 def test_resume_skips_finished_cells_and_adds_new_ones(dataset, tmp_path, monkeypatch):
     first = matrix(dataset, ["convnet"], ["mlp"], checkpoint_dir=tmp_path)
-    assert (tmp_path / "cells.json").is_file() and (tmp_path / "synthetic-convnet.pt").is_file()
+    assert (tmp_path / "experiment.json").is_file() and (tmp_path / "distill-convnet" / "synthetic.pt").is_file()
+    assert (tmp_path / "convnet-on-mlp" / "cell.json").is_file()  # one folder per cell (gmlib.studies.cells)
 
     evaluated, distilled = [], []
     real_evaluate, real_distill = crossarch.evaluate_across_networks, crossarch.distill

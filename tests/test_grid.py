@@ -92,7 +92,7 @@ def test_finished_cells_are_skipped_and_the_same_seeds_give_the_same_table(tmp_p
     first, second = grid_table(tmp_path / "a"), grid_table(tmp_path / "b")
     assert [r["accuracies"] for r in first] == [r["accuracies"] for r in second]
     assert first[0]["accuracies"] != first[1]["accuracies"] or first[0]["seed"] != first[1]["seed"]
-    with pytest.raises(ValueError, match="holds a grid of another budget"):
+    with pytest.raises(ValueError, match="holds an experiment of other settings"):
         run_grid(cells, GridBudget(profile="ci", iterations=2, models=1), tmp_path / "a", device="cpu",
                  load_dataset=fake_mnist, progress=False)
 
@@ -117,3 +117,47 @@ def test_an_equal_wall_clock_budget_stops_each_run_by_time(tmp_path) -> None:
     assert record["budget"]["mode"] == "equal wall-clock" and record["budget"]["seconds"] == 0.5
     with pytest.raises(ValueError, match="cell dc_fashion-mnist_ipc1_seed0 needs fashion-mnist, but the dataset given is mnist"):
         run_cell(GridCell("dc", "fashion-mnist", 1), budget, tmp_path, dataset=fake_mnist("mnist"), device="cpu")
+
+
+def loading_that_dies_once(marker):
+    """The fake datasets, except that the first call kills its process (a worker lost mid-grid)."""
+    def load(name: str):
+        import os
+
+        if not marker.exists():
+            marker.write_text("killed once")
+            os._exit(1)
+        return fake_mnist(name)
+    return load
+
+
+def test_on_a_local_two_worker_ray_cluster_the_grid_gives_the_local_table(tmp_path) -> None:
+    """The same cells on Ray (2 CPU workers, one task per cell) give the same table as run here;
+    a worker killed at a cell's start costs only that cell a restart."""
+    import os
+    import sys
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray")
+    from gmlib.studies.grid import ClusterOptions
+
+    cells = plan_grid(["random", "dc", "dm"], ["mnist"], [1], [0, 1])
+    run_grid(cells, ONE_STEP, tmp_path / "here", device="cpu", load_dataset=fake_mnist, progress=False)
+    tests = str(Path(__file__).parent)  # the workers unpickle the fake datasets from tests/fakes.py
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 1024 ** 2,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path]), "OMP_NUM_THREADS": "1"}})
+    try:
+        outcome = run_grid(cells, ONE_STEP, tmp_path / "ray", device="cpu", executor="ray",
+                           load_dataset=loading_that_dies_once(tmp_path / "killed"),
+                           cluster=ClusterOptions(workers=2, retries=2), progress=False)
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "killed").exists() and outcome.failed == {}
+    assert [r["key"] for r in outcome.records] == [c.key for c in cells]
+    here, there = grid_table(tmp_path / "here"), grid_table(tmp_path / "ray")
+    assert [(r["method"], r["seed"], r["accuracies"], r["iterations"]) for r in here] == \
+        [(r["method"], r["seed"], r["accuracies"], r["iterations"]) for r in there]
+    with pytest.raises(ValueError, match="executor 'dask' is not one of local, ray"):
+        run_grid(cells, ONE_STEP, tmp_path / "ray", executor="dask")
+    with pytest.raises(ValueError, match="retries"):
+        ClusterOptions(retries=-1)

@@ -20,11 +20,9 @@ initialisations (:func:`gmlib.evaluate.model_seeds`) and differ only in the set 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -32,13 +30,13 @@ import torch
 
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_across_networks
-from gmlib.fileio import atomic_write_text, json_ready
+from gmlib.fileio import json_ready
 from gmlib.methods.dc import distill
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.networks import NETWORK_NAMES, filter_network_kwargs
 from gmlib.progress import progress_bar
-from gmlib.run.checkpoint import CheckpointError
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+from gmlib.studies.cells import CellFolder
 from gmlib.synthetic import SyntheticSet, load_synthetic, save_synthetic
 
 if TYPE_CHECKING:  # gmlib.book.presets imports this module (chapter 6's budget names its networks)
@@ -48,8 +46,7 @@ if TYPE_CHECKING:  # gmlib.book.presets imports this module (chapter 6's budget 
 REFERENCE_LR_IMG: dict[str, float] = {"mlp": 0.01}
 # The networks of DC's cross-architecture table, in its order.
 DC_CROSS_ARCH_NETWORKS: tuple[str, ...] = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
-_CELLS_FILE = "cells.json"
-_CELLS_FORMAT = "gmlib.crossarch.cells"  # a file format name: kept when the module moved
+_CELLS_KIND = "gmlib.crossarch.cells"  # the experiment's kind on disk: kept when the module moved
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,77 +202,6 @@ def _cells_identity(dataset: Any, base: MatchingConfig, eval_config: EvalConfig,
     })
 
 
-class _CellStore:
-    """Finished cells and distilled sets in a directory, so an interrupted matrix resumes.
-
-    ``cells.json`` holds the identity of the experiment and every finished cell;
-    ``synthetic-<source>.pt`` each finished distillation (gmlib.synthetic format, checksummed);
-    ``distill-<source>/`` the distillation's own checkpoint while it runs.
-    """
-
-    def __init__(self, directory: str | os.PathLike | None, identity: dict[str, Any], resume: bool) -> None:
-        self.directory = None if directory is None else Path(directory)
-        self.identity = identity
-        self.cells: dict[str, dict[str, Any]] = {}
-        if self.directory is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / _CELLS_FILE
-        if not resume or not path.is_file():
-            for old in self.directory.glob("synthetic-*.pt"):  # sets of an unknown or discarded experiment
-                old.unlink()
-            self._write()  # the identity goes to disk before any set does
-            return
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"could not read {path}: {error}; delete it or pass resume=False") from error
-        if not isinstance(state, dict) or state.get("format") != _CELLS_FORMAT:
-            raise CheckpointError(f"{path} is not a {_CELLS_FORMAT!r} file")
-        saved = state.get("identity", {})
-        differences = [f"{key}: {saved.get(key)!r} there, {identity.get(key)!r} here"
-                       for key in sorted(set(saved) | set(identity)) if saved.get(key) != identity.get(key)]
-        if differences:
-            raise CheckpointError(f"{path} belongs to another experiment ({'; '.join(differences)}); use another "
-                                  f"checkpoint_dir or resume=False to start over")
-        self.cells = dict(state.get("cells", {}))
-
-    @staticmethod
-    def key(source: str, target: str) -> str:
-        return f"{source}->{target}"
-
-    def synthetic_path(self, source: str) -> Path | None:
-        return None if self.directory is None else self.directory / f"synthetic-{source}.pt"
-
-    def distill_dir(self, source: str) -> Path | None:
-        return None if self.directory is None else self.directory / f"distill-{source}"
-
-    def finished(self, source: str, target: str) -> CellResult | None:
-        data = self.cells.get(self.key(source, target))
-        return None if data is None else CellResult(**data)
-
-    def load_synthetic(self, source: str, device: torch.device) -> SyntheticSet | None:
-        path = self.synthetic_path(source)
-        if path is None or not path.is_file():
-            return None
-        return load_synthetic(path, device=device)
-
-    def save_synthetic(self, source: str, synthetic: SyntheticSet, provenance: dict) -> None:
-        path = self.synthetic_path(source)
-        if path is not None:
-            save_synthetic(synthetic, path, provenance=provenance)
-
-    def record(self, cell: CellResult) -> None:
-        self.cells[self.key(cell.source, cell.target)] = cell.to_dict()
-        self._write()
-
-    def _write(self) -> None:
-        if self.directory is None:
-            return
-        atomic_write_text(self.directory / _CELLS_FILE,
-                          json.dumps({"format": _CELLS_FORMAT, "identity": self.identity, "cells": self.cells}, indent=1))
-
-
 def cross_architecture_matrix(
     dataset: Any,
     sources: Sequence[str],
@@ -333,8 +259,10 @@ def cross_architecture_matrix(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     device = resolve_device(device)
     configs = {source: source_config(base, source, per_network_lr_img) for source in sources}
-    store = _CellStore(checkpoint_dir, _cells_identity(dataset, base, eval_config, num_models, seed,
-                                                       per_network_lr_img), resume)
+    # Finished distillations and cells on disk (one folder each), so an interrupted matrix resumes.
+    store = None if checkpoint_dir is None else CellFolder(
+        checkpoint_dir, _CELLS_KIND, _cells_identity(dataset, base, eval_config, num_models, seed, per_network_lr_img),
+        resume=resume)
     started = time.perf_counter()
 
     bar = progress_bar(len(sources) * (1 + len(targets)), "cross-architecture", enabled=progress)
@@ -343,22 +271,28 @@ def cross_architecture_matrix(
     cells: dict[tuple[str, str], CellResult] = {}
     for source in sources:
         bar.set_postfix(step=f"distil {source}")
-        loaded = store.load_synthetic(source, device)
-        if loaded is not None:  # distilled by an earlier call: report the seconds it took then
-            synthetic[source] = loaded
-            distill_seconds[source] = float(loaded.metadata.get("provenance", {}).get("seconds", 0.0))
+        key = f"distill-{source}"
+        done = None if store is None else store.finished(key)
+        if done is not None:  # distilled by an earlier call: report the seconds it took then
+            synthetic[source] = load_synthetic(store.folder(key) / "synthetic.pt", device=device)
+            distill_seconds[source] = done["seconds"]
         else:
             begun = time.perf_counter()
-            run = distill(dataset, configs[source], seed=seed, device=device, out_dir=store.distill_dir(source),
-                          resume=resume, progress=False)
+            run = distill(dataset, configs[source], seed=seed, device=device,
+                          out_dir=None if store is None else store.folder(key) / "run", resume=resume, progress=False)
             synthetic[source], distill_seconds[source] = run.synthetic, time.perf_counter() - begun
-            store.save_synthetic(source, run.synthetic, {"matching_config": json_ready(configs[source].as_dict()),
-                                                         "seed": seed, "seconds": distill_seconds[source]})
+            if store is not None:
+                made = {"matching_config": json_ready(configs[source].as_dict()), "seed": seed,
+                        "seconds": distill_seconds[source]}
+                save_synthetic(run.synthetic, store.folder(key) / "synthetic.pt", provenance=made)
+                store.record(key, made)
         bar.update()
         images, labels = synthetic[source].detached()
         for target in targets:
             bar.set_postfix(step=f"{source} -> {target}")
-            cell = store.finished(source, target)
+            key = f"{source}-on-{target}"
+            done = None if store is None else store.finished(key)
+            cell = None if done is None else CellResult(**done)
             if cell is None:
                 begun = time.perf_counter()
                 result = evaluate_across_networks(
@@ -367,7 +301,8 @@ def cross_architecture_matrix(
                 )[target]
                 cell = CellResult(source, target, list(result.accuracies), result.mean, result.std,
                                   time.perf_counter() - begun)
-                store.record(cell)
+                if store is not None:
+                    store.record(key, cell.to_dict())
             cells[(source, target)] = cell
             bar.update()
     bar.close()

@@ -5,9 +5,10 @@ synthetic set with one method at a compute profile's budget -- the same iteratio
 or the same wall-clock seconds of distillation (:class:`GridBudget`) -- and evaluates it on one or
 more networks under the evaluation protocol of the method's paper (the augmentation DSA, DM and
 MTT evaluate with; DC's otherwise). A cell keeps everything it measured in its own folder under
-``out_dir/cells/<key>/``: ``cell.json`` (accuracy per evaluated network, seconds, peak memory,
-iterations done, the configuration, provenance) once it is finished, the set as ``synthetic.pt``,
-and while it distils the run's checkpoint. So cells are independent: a grid can be stopped and
+``out_dir/cells/<key>/`` (:class:`gmlib.studies.cells.CellFolder`, as the cross-architecture
+matrix does): ``cell.json`` (accuracy per evaluated network, seconds, peak memory, iterations done,
+the configuration, provenance) once it is finished, the set as ``synthetic.pt``, and while it
+distils the run's checkpoint. So cells are independent: a grid can be stopped and
 rerun (finished cells are skipped, a cell in progress resumes from its last checkpoint), extended
 with more cells, or shared by several processes. :func:`grid_table` gathers the finished cells
 into rows; :func:`write_table` writes them as CSV and JSON.
@@ -36,6 +37,7 @@ import torch
 from gmlib.checks import check_int
 from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
+from gmlib.studies.cells import CellFolder
 
 # The methods a grid can run, by the name its table uses (the order of the book's comparison).
 GRID_METHODS: tuple[str, ...] = ("random", "herding", "dc", "dsa", "dc-md", "dm", "mtt", "unroll", "ift", "gtn")
@@ -53,9 +55,8 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 # The evaluation protocol each method's paper used ('dc': DC's augmentation on MNIST, none otherwise).
 _PROTOCOL_OF = {"dsa": "dsa", "dm": "dm", "mtt": "mtt"}
-_CELL_FILE = "cell.json"
-_GRID_FILE = "grid.json"
-_GRID_FORMAT = "gmlib.grid"
+EXECUTORS = ("local", "ray")
+_GRID_KIND = "gmlib.grid"
 # Equal wall-clock budgets stop each run by time; its iteration count is only this cap.
 _ITERATION_CAP = 1_000_000
 
@@ -277,10 +278,10 @@ def run_cell(cell: GridCell, budget: GridBudget, out_dir: str | os.PathLike, *, 
     from gmlib.synthetic import save_synthetic
 
     grid_dir = Path(out_dir)
-    folder = grid_dir / "cells" / cell.key
-    done = folder / _CELL_FILE
-    if done.is_file():
-        return json.loads(done.read_text())
+    cells = grid_cells(grid_dir, budget)
+    finished = cells.finished(cell.key)
+    if finished is not None:
+        return finished
     device = resolve_device(device)
     if dataset is None:
         from gmlib.data import load_dataset
@@ -288,7 +289,7 @@ def run_cell(cell: GridCell, budget: GridBudget, out_dir: str | os.PathLike, *, 
         dataset = load_dataset(cell.dataset, device=device)
     if dataset.name != cell.dataset:
         raise ValueError(f"cell {cell.key} needs {cell.dataset}, but the dataset given is {dataset.name}")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = cells.folder(cell.key)
     made = run_method(cell, budget, dataset, device, folder, grid_dir)
     models = budget.models or get_profile(budget.profile).eval_models
     images, labels = made.synthetic.detached()
@@ -310,8 +311,7 @@ def run_cell(cell: GridCell, budget: GridBudget, out_dir: str | os.PathLike, *, 
               "distill_seconds": made.seconds, "eval_seconds": eval_seconds, "peak_mib": made.peak_mib,
               "models": models, "evaluations": evaluations, "config": made.config,
               "learned_lr": made.synthetic.metadata.get("learned_lr"), "provenance": json_ready(provenance)}
-    atomic_write_text(done, json.dumps(json_ready(record), indent=1))  # last: a cell is done once this exists
-    return record
+    return cells.record(cell.key, record)  # last: a cell is finished once its record exists
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,19 +319,87 @@ def run_cell(cell: GridCell, budget: GridBudget, out_dir: str | os.PathLike, *, 
 # --------------------------------------------------------------------------------------------
 
 
-def _claim_folder(out_dir: Path, budget: GridBudget) -> None:
-    """Write the grid's budget to ``out_dir/grid.json``, or check that the folder's is the same
-    (cells of another budget cannot be mixed into one table)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / _GRID_FILE
-    wanted = {"format": _GRID_FORMAT, "budget": budget.as_dict()}
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored != wanted:
-            raise ValueError(f"{out_dir} holds a grid of another budget ({stored.get('budget')}); use another folder "
-                             f"or the same budget ({budget.as_dict()})")
-        return
-    atomic_write_text(path, json.dumps(wanted, indent=1))
+def grid_cells(out_dir: str | os.PathLike, budget: GridBudget) -> CellFolder:
+    """The grid's cells, ``out_dir/cells/<key>/`` (:class:`gmlib.studies.cells.CellFolder`): a folder
+    that holds a grid of another budget is refused, since its cells cannot share one table."""
+    return CellFolder(Path(out_dir) / "cells", _GRID_KIND, budget.as_dict())
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How a grid runs its cells on Ray (``pip install gmlib[cluster]``): one task per cell.
+
+    ``address``: an existing Ray cluster ('auto', or 'ray://host:port'); None starts a local one
+    with ``workers`` CPUs (or joins the Ray already started in this process). ``cpus_per_cell`` and
+    ``gpus_per_cell``: what each cell's task asks the cluster for (with GPUs the cell runs on
+    CUDA). ``retries``: how often a cell whose worker died is started again; it resumes from its
+    last checkpoint, so a killed worker loses only that cell's unfinished work. Every worker must
+    see the grid's folder (a shared file system on a multi-machine cluster).
+    """
+
+    address: str | None = None
+    workers: int = 2
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        check_int("workers", self.workers, 1)
+        check_int("retries", self.retries, 0)
+        for name in ("cpus_per_cell", "gpus_per_cell"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def _cell_task(cell: GridCell, budget: GridBudget, out_dir: str, device: str,
+               load_dataset: Callable[[str], Any] | None) -> dict[str, Any]:
+    """What one Ray task runs: load the cell's dataset on the worker, then :func:`run_cell`."""
+    device = resolve_device(device)
+    if load_dataset is None:
+        from gmlib.data import load_dataset as load
+
+        dataset = load(cell.dataset, device=device)
+    else:
+        dataset = load_dataset(cell.dataset)
+    return run_cell(cell, budget, out_dir, dataset=dataset, device=device)
+
+
+def _run_on_ray(cells: Sequence[GridCell], budget: GridBudget, out_dir: Path, device: str,
+                load_dataset: Callable[[str], Any] | None, options: ClusterOptions,
+                progress: bool) -> tuple[dict[str, dict], dict[str, str]]:
+    """Every cell as one Ray task; the records and the failures (key -> error) as they finish."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("executor='ray' needs Ray: pip install 'gmlib[cluster]' (or ray)") from error
+    from gmlib.progress import progress_bar
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=options.address, num_cpus=options.workers if options.address is None else None,
+                 include_dashboard=False, log_to_driver=False)
+    if options.gpus_per_cell > 0 and device == "auto":
+        device = "cuda"
+    task = ray.remote(num_cpus=options.cpus_per_cell, num_gpus=options.gpus_per_cell,
+                      max_retries=options.retries)(_cell_task)
+    pending = {task.remote(cell, budget, str(out_dir), device, load_dataset): cell.key for cell in cells}
+    records, failed = {}, {}
+    bar = progress_bar(len(pending), "grid (ray)", enabled=progress)
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ready[0])
+            try:
+                records[key] = ray.get(ready[0])
+            except Exception as error:  # the task's own error, or its worker died more often than retried
+                failed[key] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"
+            bar.update()
+    finally:
+        bar.close()
+        if started_here:
+            ray.shutdown()
+    return records, failed
 
 
 @dataclass
@@ -344,16 +412,40 @@ class GridOutcome:
 
 def run_grid(cells: Sequence[GridCell], budget: GridBudget, out_dir: str | os.PathLike, *,
              device: str | torch.device = "auto", load_dataset: Callable[[str], Any] | None = None,
-             progress: bool = True) -> GridOutcome:
-    """Run every cell not yet finished in ``out_dir``, one after another on this machine, and write
-    the table (:func:`write_table`). A cell that fails is reported with its error and the others
-    go on. ``load_dataset(name)`` gives the datasets (default: :func:`gmlib.data.load_dataset`
-    on ``device``); each is loaded once."""
+             progress: bool = True, executor: str = "local", cluster: ClusterOptions | None = None) -> GridOutcome:
+    """Run every cell not yet finished in ``out_dir`` and write the table (:func:`write_table`).
+
+    ``executor='local'`` runs the cells one after another in this process; ``'ray'`` runs each as
+    a task on a Ray cluster (``cluster``: :class:`ClusterOptions`; default a local cluster of 2
+    CPU workers). Either way the cells write the same files, so the table is the same, and a cell
+    that fails is reported with its error while the others go on. ``load_dataset(name)`` gives
+    the datasets (default: :func:`gmlib.data.load_dataset` on ``device``; on Ray it runs on the
+    worker, so it must be picklable); locally each dataset is loaded once.
+    """
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if cluster is not None and executor != "ray":
+        raise ValueError("cluster options apply to executor='ray' only")
+    out_dir = Path(out_dir)
+    stored = grid_cells(out_dir, budget).records()
+    finished = {cell.key: stored[cell.key] for cell in cells if cell.key in stored}
+    todo = [cell for cell in cells if cell.key not in finished]
+    if executor == "ray":
+        done, failed = _run_on_ray(todo, budget, out_dir, str(device), load_dataset, cluster or ClusterOptions(),
+                                   progress)
+    else:
+        done, failed = _run_here(todo, budget, out_dir, resolve_device(device), load_dataset, progress)
+    finished.update(done)
+    write_table(out_dir)
+    return GridOutcome([finished[cell.key] for cell in cells if cell.key in finished], failed)
+
+
+def _run_here(cells: Sequence[GridCell], budget: GridBudget, out_dir: Path, device: torch.device,
+              load_dataset: Callable[[str], Any] | None, progress: bool) -> tuple[dict[str, dict], dict[str, str]]:
+    """The cells one after another in this process, each dataset loaded once."""
     from gmlib.progress import progress_bar
 
-    out_dir = Path(out_dir)
-    _claim_folder(out_dir, budget)
-    device = resolve_device(device)
     if load_dataset is None:
         from gmlib.data import load_dataset as load
 
@@ -361,22 +453,21 @@ def run_grid(cells: Sequence[GridCell], budget: GridBudget, out_dir: str | os.Pa
             return load(name, device=device)
 
     datasets: dict[str, Any] = {}
-    records, failed = [], {}
+    records, failed = {}, {}
     bar = progress_bar(len(cells), "grid", enabled=progress)
     for cell in cells:
         bar.set_postfix(cell=cell.key)
         try:
-            if cell.dataset not in datasets and not (out_dir / "cells" / cell.key / _CELL_FILE).is_file():
+            if cell.dataset not in datasets:
                 datasets[cell.dataset] = load_dataset(cell.dataset)
-            records.append(run_cell(cell, budget, out_dir, dataset=datasets.get(cell.dataset), device=device))
+            records[cell.key] = run_cell(cell, budget, out_dir, dataset=datasets[cell.dataset], device=device)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # one cell's failure must not lose the others
             failed[cell.key] = f"{type(error).__name__}: {error}"
         bar.update()
     bar.close()
-    write_table(out_dir)
-    return GridOutcome(records, failed)
+    return records, failed
 
 
 TABLE_COLUMNS = ("method", "dataset", "ipc", "seed", "network", "mean", "std", "models", "accuracies", "iterations",
@@ -387,7 +478,7 @@ def grid_table(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """One row per finished cell and evaluated network (sorted by method, dataset, ipc, seed,
     network), with the :data:`TABLE_COLUMNS`; accuracies are fractions."""
     rows = []
-    for path in sorted(Path(out_dir).glob(f"cells/*/{_CELL_FILE}")):
+    for path in sorted(Path(out_dir).glob("cells/*/cell.json")):
         record = json.loads(path.read_text())
         cell, budget = record["cell"], record["budget"]
         for network, result in record["evaluations"].items():
@@ -411,9 +502,10 @@ def write_table(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     for row in rows:
         writer.writerow({**row, "accuracies": " ".join(f"{a:.4f}" for a in row["accuracies"])})
     csv_path = atomic_write_text(out_dir / "table.csv", text.getvalue())
-    grid = json.loads((out_dir / _GRID_FILE).read_text()) if (out_dir / _GRID_FILE).is_file() else {}
+    experiment = out_dir / "cells" / "experiment.json"
+    budget = json.loads(experiment.read_text())["identity"] if experiment.is_file() else None
     device = torch.device("cpu")
-    table = {"budget": grid.get("budget"), "rows": rows, "written_by": {
+    table = {"budget": budget, "rows": rows, "written_by": {
         "hardware": describe_hardware(device), "versions": library_versions(),
         "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}}
     json_path = atomic_write_text(out_dir / "table.json", json.dumps(json_ready(table), indent=1))
