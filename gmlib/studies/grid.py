@@ -154,10 +154,12 @@ class CellRun:
     peak_mib: float | None
 
 
-def _loop_run(result: Any, config: Any, seconds: float) -> CellRun:
+def _loop_run(result: Any, config: Any) -> CellRun:
+    """A loop method's cell: its distillation seconds are the iterations' (over every session of a
+    resumed run, without checkpoint writes), as the loop's time limit counts them."""
     history = result.history
     peak = history.peak_mib if history.peak_mib == history.peak_mib else None  # NaN: not measured
-    return CellRun(result.synthetic, json_ready(config.as_dict()), history.completed, seconds, peak)
+    return CellRun(result.synthetic, json_ready(config.as_dict()), history.completed, float(sum(history.seconds)), peak)
 
 
 def _budgeted(config: Any, budget: GridBudget, profile_iterations: int) -> tuple[Any, float | None]:
@@ -178,11 +180,10 @@ def _run_on_loop(method_class: Any, config_class: Any, dataset: Any, config: Any
     from gmlib.run.loop import distill_with
 
     config, limit = _budgeted(config, budget, config.iterations)
-    began = time.perf_counter()
     result = distill_with(method_class, config_class, dataset, config, seed=cell.seed, device=device,
                           out_dir=folder / "run", resume=True, progress=False, time_limit_s=limit,
                           method_args=method_args)
-    return _loop_run(result, config, time.perf_counter() - began)
+    return _loop_run(result, config)
 
 
 def _coreset_run(cell: GridCell, dataset: Any, device: Any) -> CellRun:
@@ -250,12 +251,11 @@ def run_method(cell: GridCell, budget: GridBudget, dataset: Any, device: Any, fo
     from gmlib.methods.gtn import GTNMethod
     from gmlib.run.loop import run
 
-    config, limit = _budgeted(GenerativeTeachingBudget.for_profile(profile).gm_config(64, ipc), budget,
-                              GenerativeTeachingBudget.for_profile(profile).gm_iterations)
-    began = time.perf_counter()
+    teaching = GenerativeTeachingBudget.for_profile(profile)  # chapter 10's GM + GTN-lrn with k = 64
+    config, limit = _budgeted(teaching.gm_config(64, ipc), budget, teaching.gm_iterations)
     result = run(GTNMethod(dataset, config, cell.seed, resolve_device(device)), out_dir=folder / "run", resume=True,
                  progress=False, time_limit_s=limit)
-    return _loop_run(result, config, time.perf_counter() - began)
+    return _loop_run(result, config)
 
 
 def _eval_config(cell: GridCell, budget: GridBudget, network: str) -> Any:
