@@ -504,13 +504,16 @@ def _add_set_source(parser: argparse.ArgumentParser, formats: tuple[str, ...], d
                         help="mtt layout: the files' tag, 'best' or an iteration number (default: %(default)s)")
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """--profile, --seed (unless ``seed`` is False: a command with seeds of its own), --device,
+    --cache-dir and --progress."""
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=("auto",) + PROFILE_NAMES,
                         help="compute budget that supplies the defaults: ci (seconds, tests), cpu (a laptop), "
                              "gpu (one GPU), paper (the papers' settings); auto = gpu with CUDA, else cpu "
                              "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result "
-                                                            "(default: %(default)s)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result "
+                                                                "(default: %(default)s)")
     parser.add_argument("--device", default=None, help="'cpu', 'cuda', 'cuda:N' or 'auto' (default: the profile's)")
     parser.add_argument("--cache-dir", default=None, help="dataset cache (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -734,11 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: convnet)")
     compare.add_argument("--models", type=_int_at_least(1), default=None,
                          help="evaluation models per network (default: the profile's)")
-    compare.add_argument("--profile", default=DEFAULT_PROFILE, choices=("auto",) + PROFILE_NAMES,
-                         help="compute budget of every method's configuration and evaluation (default: %(default)s)")
-    compare.add_argument("--device", default=None, help="'cpu', 'cuda', 'cuda:N' or 'auto' (default: auto)")
-    compare.add_argument("--cache-dir", default=None, help="dataset cache (default: $GMLIB_DATA_DIR or ~/.cache/gmlib)")
-    compare.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    _add_common(compare, seed=False)  # the cells' seeds are --seeds
     cluster = compare.add_argument_group("on a Ray cluster (pip install 'gmlib[cluster]'): one task per cell")
     cluster.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                          help="run the cells on Ray: 'local' (the default with no value) starts a local cluster of "
