@@ -156,6 +156,8 @@ class EvalResult:
     device: str
     num_test_images: int
     networks: list[nn.Module] = field(default_factory=list, repr=False)
+    # Per model, (epochs trained, test accuracy) during training when evaluate_set(test_every=...).
+    curves: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
 
     @property
     def num_models(self) -> int:

@@ -88,16 +88,28 @@ def _evaluate_sequential(
     config: EvalConfig,
     chunk_size: int | None,
     progress: bool,
-) -> list[float]:
-    accuracies = []
+    test_every: int | None = None,
+) -> tuple[list[float], list[list[tuple[int, float]]]]:
+    """Train and test the models one after another; with ``test_every``, also test each one every
+    that many epochs (the curves, each ending with the final accuracy)."""
+    accuracies, curves = [], []
     bar = progress_bar(len(nets), "models", enabled=progress)
     for net, generator in zip(nets, generators):
-        train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size)
+        curve: list[tuple[int, float]] = []
+
+        def test_during_training(epoch: int, lr: float, net: nn.Module = net, curve: list = curve) -> None:
+            if test_every and epoch and epoch % test_every == 0:  # called before epoch `epoch`: after `epoch` epochs
+                curve.append((epoch, test_accuracy(net, data.test_images, data.test_labels, chunk_size)))
+
+        train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size,
+                      on_epoch=test_during_training if test_every else None)
         accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size))
+        if test_every:
+            curves.append(curve + [(config.num_epochs, accuracies[-1])])
         bar.update()
         bar.set_postfix(acc=f"{accuracies[-1]:.3f}")
     bar.close()
-    return accuracies
+    return accuracies, curves
 
 
 def _evaluate_batched(
@@ -265,6 +277,7 @@ def evaluate_set(
     chunk_size: int | None = None,
     keep_networks: bool = False,
     progress: bool = False,
+    test_every: int | None = None,
 ) -> EvalResult:
     """Evaluate an image set: train ``num_models`` fresh networks on it, test each one.
 
@@ -277,6 +290,9 @@ def evaluate_set(
     accuracies for the same seed up to floating-point rounding. ``chunk_size``: images per
     forward pass in testing and, on the sequential path, in training (see :func:`train_network`;
     None = by device). ``keep_networks=True`` stores the trained networks in ``result.networks``.
+    ``test_every`` also tests each model every that many epochs of its training (sequential path;
+    training is unchanged): ``result.curves[k]`` lists (epochs trained, accuracy) for model k,
+    ending with its final accuracy, so a best-of-training report can be set beside the final one.
     """
     if not is_int(num_models) or num_models < 1:
         raise ValueError(f"num_models must be an integer >= 1, got {num_models!r}")
@@ -290,6 +306,11 @@ def evaluate_set(
         raise ValueError(f"max_batched_images must be an integer >= 1, got {max_batched_images!r}")
     if chunk_size is not None:
         check_int("chunk_size", chunk_size, 1)
+    if test_every is not None:
+        check_int("test_every", test_every, 1)
+        if batched is True:
+            raise ValueError("test_every tests each model during its training, which only the sequential path does; "
+                             "use batched='auto' or False")
     device = resolve_device(device)
     data = _prepare_data(images, labels, test_images, test_labels, config, num_classes, device)
 
@@ -303,9 +324,12 @@ def evaluate_set(
             f"batched=True cannot train {config.network!r} because {obstacle}; use batched='auto' or False"
         )
     method = choose_method(device, nets[0]) if batched == "auto" else ("batched" if batched else "sequential")
+    if test_every is not None:
+        method = "sequential"
 
+    curves: list[list[tuple[int, float]]] = []
     if method == "sequential":
-        accuracies = _evaluate_sequential(nets, generators, data, config, chunk_size, progress)
+        accuracies, curves = _evaluate_sequential(nets, generators, data, config, chunk_size, progress, test_every)
     else:
         models_per_group = max(1, max_batched_images // min(data.images.shape[0], config.batch_size))
         accuracies = []
@@ -325,6 +349,7 @@ def evaluate_set(
         device=str(device),
         num_test_images=data.test_images.shape[0],
         networks=nets if keep_networks else [],
+        curves=curves,
     )
 
 

@@ -197,6 +197,38 @@ def test_an_evaluation_split_by_first_model_equals_one_call() -> None:
     assert first + rest == whole
 
 
+def test_testing_during_training_changes_nothing_and_records_each_models_curve() -> None:
+    images, labels = random_set(12, seed=2)
+    test_images, test_labels = random_set(60, seed=3)
+    config = dataclasses.replace(MLP, augment="dsa", epochs=6)  # 7 epochs under the reference schedule
+    plain = evaluate_set(images, labels, test_images, test_labels, config, 2, seed=5, device="cpu", keep_networks=True)
+    watched = evaluate_set(images, labels, test_images, test_labels, config, 2, seed=5, device="cpu",
+                           keep_networks=True, test_every=3)
+    assert watched.accuracies == plain.accuracies and plain.curves == []
+    for a, b in zip(plain.networks, watched.networks):
+        torch.testing.assert_close(a.state_dict(), b.state_dict(), atol=0, rtol=0)
+    for curve, final, net in zip(watched.curves, watched.accuracies, plain.networks):
+        assert [epoch for epoch, _ in curve] == [3, 6, 7] and curve[-1][1] == final
+        assert all(0.0 <= accuracy <= 1.0 for _, accuracy in curve)
+    with pytest.raises(ValueError, match="test_every .*only the sequential path"):
+        evaluate_set(images, labels, test_images, test_labels, config, 1, device="cpu", batched=True, test_every=3)
+    with pytest.raises(ValueError, match="test_every"):
+        evaluate_set(images, labels, test_images, test_labels, config, 1, device="cpu", test_every=0)
+
+
+def test_a_curve_point_is_the_accuracy_of_the_network_trained_that_many_epochs() -> None:
+    images, labels = random_set(40, seed=2)
+    config = dataclasses.replace(MLP, epochs=6, lr=0.003, batch_size=20)  # the rate decays before epoch 5
+    watched = evaluate_set(images, labels, images, labels, config, 1, seed=5, device="cpu", test_every=3)
+    # Model 0 trained by hand for E = 2 (3 epochs, no decay): the full run's first 3 epochs.
+    init_seed, data_seed = model_seeds(5, 0)
+    net = get_network("mlp", 1, 4, (12, 12), seed=init_seed)
+    train_network(net, images, labels, dataclasses.replace(config, epochs=2), gen(data_seed))
+    after_three = test_accuracy(net, images, labels)
+    assert watched.curves[0][0] == (3, after_three)
+    assert after_three != watched.curves[0][-1][1]  # training went on after the point
+
+
 def test_std_is_the_population_std_over_models() -> None:
     images, labels = random_set(8)
     test_images, test_labels = random_set(100, seed=1)

@@ -85,5 +85,10 @@ class CellFolder:
 
     def records(self) -> dict[str, dict[str, Any]]:
         """Every finished cell's record, by key (sorted)."""
-        return {path.parent.name: json.loads(path.read_text())
-                for path in sorted(self.directory.glob(f"*/{_CELL_FILE}"))}
+        return finished_records(self.directory)
+
+
+def finished_records(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The records of the finished cells in ``directory``, by key (sorted), read without opening
+    the experiment (for tables and summaries of whatever has finished)."""
+    return {path.parent.name: json.loads(path.read_text()) for path in sorted(Path(directory).glob(f"*/{_CELL_FILE}"))}

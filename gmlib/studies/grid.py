@@ -37,7 +37,7 @@ import torch
 from gmlib.checks import check_int
 from gmlib.fileio import atomic_write_text, json_ready
 from gmlib.runinfo import describe_hardware, library_versions, resolve_device
-from gmlib.studies.cells import CellFolder
+from gmlib.studies.cells import CellFolder, finished_records
 
 # The methods a grid can run, by the name its table uses (the order of the book's comparison).
 GRID_METHODS: tuple[str, ...] = ("random", "herding", "dc", "dsa", "dc-md", "dm", "mtt", "unroll", "ift", "gtn")
@@ -478,8 +478,7 @@ def grid_table(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """One row per finished cell and evaluated network (sorted by method, dataset, ipc, seed,
     network), with the :data:`TABLE_COLUMNS`; accuracies are fractions."""
     rows = []
-    for path in sorted(Path(out_dir).glob("cells/*/cell.json")):
-        record = json.loads(path.read_text())
+    for record in finished_records(Path(out_dir) / "cells").values():
         cell, budget = record["cell"], record["budget"]
         for network, result in record["evaluations"].items():
             rows.append({**cell, "network": network, "mean": result["mean"], "std": result["std"],
