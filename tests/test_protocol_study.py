@@ -70,8 +70,9 @@ def test_the_same_model_under_every_variant_that_keeps_the_network(tmp_path, stu
 
 def test_variants_change_the_named_fields_only():
     base = EvalConfig(augment="mnist")
-    assert variant_config(base, "reference") == base
+    assert variant_config(base, "reference") == dataclasses.replace(base, epochs=1000)  # E fixed, same protocol
     assert variant_config(base, "no-augmentation") == dataclasses.replace(base, augment="none", epochs=1000)
+    assert variant_config(dataclasses.replace(base, epochs=30), "no-augmentation").protocol_epochs == 30
     assert variant_config(base, "300-epochs").protocol_epochs == 300
     assert variant_config(EvalConfig(network_kwargs={"width": 64}), "lenet-original").network == "lenet_original"
     assert variant_config(EvalConfig(network_kwargs={"width": 64}), "alexnet").network_kwargs == ()

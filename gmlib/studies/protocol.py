@@ -45,8 +45,8 @@ SPREAD_MODELS = (5, 20, 100)
 
 STUDY_VARIANTS: dict[str, ProtocolVariant] = {
     **PROTOCOL_VARIANTS,
-    "no-augmentation": ProtocolVariant("no augmentation, E kept at 1000", {"augment": "none", "epochs": 1000}),
-    "300-epochs": ProtocolVariant("E = 300 instead of 1000 (augmentation kept)", {"epochs": 300}),
+    "no-augmentation": ProtocolVariant("no augmentation (E kept)", {"augment": "none"}),
+    "300-epochs": ProtocolVariant("E = 300 epochs (augmentation kept)", {"epochs": 300}),
     "no-momentum": ProtocolVariant("SGD without momentum instead of 0.9", {"momentum": 0.0}),
     "no-weight-decay": ProtocolVariant("no weight decay instead of 5e-4", {"weight_decay": 0.0}),
     "lenet": ProtocolVariant("LeNet as DC's code builds it (ReLU, max pooling) instead of ConvNet",
@@ -78,10 +78,13 @@ def cell_key(set_name: str, variant: str, model: int) -> str:
 
 
 def variant_config(reference: EvalConfig, variant: str) -> EvalConfig:
-    """``reference`` under ``variant`` of :data:`STUDY_VARIANTS` (other fields kept)."""
+    """``reference`` under ``variant`` of :data:`STUDY_VARIANTS` (other fields kept). The
+    reference's E is fixed first, so that switching the augmentation off does not also switch
+    the default E from 1000 to 300."""
     if variant not in STUDY_VARIANTS:
         raise ValueError(f"unknown protocol variant {variant!r}; allowed: {', '.join(STUDY_VARIANTS)}")
-    return dataclasses.replace(reference, **STUDY_VARIANTS[variant].changes)
+    fixed = dataclasses.replace(reference, epochs=reference.protocol_epochs)
+    return dataclasses.replace(fixed, **STUDY_VARIANTS[variant].changes)
 
 
 def study_cells(out_dir: str | os.PathLike, seed: int) -> CellFolder:
