@@ -22,9 +22,8 @@ from gmlib.studies.protocol import (
 from gmlib.synthetic import init_synthetic, save_synthetic
 from tests.fakes import fake_dataset
 
-# A fast reference: an MLP for a few epochs (best-of tests it every BEST_OF_TEST_EVERY = 100
-# epochs, so its curve is the final point alone at this size).
-REFERENCE = EvalConfig(network="mlp", epochs=3)
+# A fast reference: an MLP for a few epochs (E = 10: best-of tests after every epoch).
+REFERENCE = EvalConfig(network="mlp", epochs=10)
 
 
 @pytest.fixture()
@@ -48,6 +47,8 @@ def test_cells_are_paired_resumable_and_shared_by_workers(tmp_path, study):
     best = cells.finished(cell_key("fake_set", BEST_OF, 0))
     # best-of trains exactly the reference's model 0 and only reports differently
     assert best["final_accuracy"] == reference["accuracy"] and best["accuracy"] >= reference["accuracy"]
+    assert [epoch for epoch, _ in best["curve"]] == list(range(1, 12))  # every epoch, then the final (E + 1)
+    assert best["accuracy"] == max(accuracy for _, accuracy in best["curve"])
     assert reference["config"]["network"] == "mlp" and reference["path"] == study_set.path
 
     summary = summarise(out)["fake_set"]["variants"]
@@ -55,6 +56,7 @@ def test_cells_are_paired_resumable_and_shared_by_workers(tmp_path, study):
     assert summary["reference"]["n"] == 5 and set(summary["reference"]["first_models"]) == {"5"}
     assert summary["no-weight-decay"]["paired_difference"]["n"] == 2
     assert summary["keep-momentum"]["paired_difference"]["standard_error"] is None  # one pair has no error
+    assert summary[BEST_OF]["final_accuracies"] == [reference["accuracy"]] and len(summary[BEST_OF]["curves"]) == 1
     first = summary["reference"]["accuracies"]
     assert summary["reference"]["mean"] == pytest.approx(sum(first) / 5)
 
@@ -63,7 +65,8 @@ def test_the_same_model_under_every_variant_that_keeps_the_network(tmp_path, stu
     study_set, datasets = study
     plan = [("fake_set", "reference", 0), ("fake_set", "keep-momentum", 0)]
     run_study(tmp_path / "study", [study_set], plan, datasets=datasets, log=lambda line: None)
-    # with E = 3 the rate never drops, so keeping the momentum there changes nothing at all
+    # the rate drops after epoch 7 of 11, where the models have converged: keeping the momentum there
+    # changes the accuracies on this small test set not at all
     summary = summarise(tmp_path / "study")["fake_set"]["variants"]
     assert summary["keep-momentum"]["accuracies"] == summary["reference"]["accuracies"]
 
