@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -470,7 +471,8 @@ def _compare(args: argparse.Namespace) -> int:
         outcome = run_grid(cells, budget, args.out, device=args.device or "auto",
                            load_dataset=lambda name: _load_dataset(name, resolve_device(args.device or "auto"),
                                                                    cache_dir),  # a failure is that cell's
-                           progress=args.progress, executor="local" if cluster is None else "ray", cluster=cluster)
+                           progress=args.progress, executor="local" if cluster is None else "ray", cluster=cluster,
+                           command="python -m gmlib " + shlex.join(args.argv))
     except (ValueError, ImportError) as error:  # a grid of another budget in the folder; no Ray installed
         args.parser.error(str(error))
     for record in outcome.records:
@@ -757,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # the command line, for provenance
         status = args.run(args)
     except KeyboardInterrupt:  # during start-up (imports, data); a running distillation says more
         print("interrupted", file=sys.stderr)

@@ -279,8 +279,11 @@ def test_compare_runs_a_grid_writes_its_table_and_skips_finished_cells(tmp_path,
     assert gmlib(*argv) == 0
     printed = capsys.readouterr().out
     assert "dc_mnist_ipc1_seed1: convnet" in printed and "1 iterations" in printed and "4 cells, 0 failed" in printed
-    rows = json.loads((out / "table.json").read_text())["rows"]
+    table = json.loads((out / "table.json").read_text())
+    rows = table["rows"]
     assert [(r["method"], r["seed"]) for r in rows] == [("random", 0), ("random", 1), ("dc", 0), ("dc", 1)]
+    assert table["written_by"]["command"] == f"python -m gmlib compare --methods random dc --ipc 1 --seeds 0 1 " \
+        f"--profile ci --iterations 1 --models 1 --device cpu --out {out} --no-progress"
     assert gmlib(*argv) == 0  # finished: skipped, the same table
     assert json.loads((out / "table.json").read_text())["rows"] == rows
     capsys.readouterr()

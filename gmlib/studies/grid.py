@@ -412,8 +412,10 @@ class GridOutcome:
 
 def run_grid(cells: Sequence[GridCell], budget: GridBudget, out_dir: str | os.PathLike, *,
              device: str | torch.device = "auto", load_dataset: Callable[[str], Any] | None = None,
-             progress: bool = True, executor: str = "local", cluster: ClusterOptions | None = None) -> GridOutcome:
-    """Run every cell not yet finished in ``out_dir`` and write the table (:func:`write_table`).
+             progress: bool = True, executor: str = "local", cluster: ClusterOptions | None = None,
+             command: str | None = None) -> GridOutcome:
+    """Run every cell not yet finished in ``out_dir`` and write the table (:func:`write_table`;
+    ``command``, the command line that ran the grid, goes into it).
 
     ``executor='local'`` runs the cells one after another in this process; ``'ray'`` runs each as
     a task on a Ray cluster (``cluster``: :class:`ClusterOptions`; default a local cluster of 2
@@ -437,7 +439,7 @@ def run_grid(cells: Sequence[GridCell], budget: GridBudget, out_dir: str | os.Pa
     else:
         done, failed = _run_here(todo, budget, out_dir, resolve_device(device), load_dataset, progress)
     finished.update(done)
-    write_table(out_dir)
+    write_table(out_dir, command=command)
     return GridOutcome([finished[cell.key] for cell in cells if cell.key in finished], failed)
 
 
@@ -490,9 +492,9 @@ def grid_table(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (order[r["method"]], r["dataset"], r["ipc"], r["seed"], r["network"]))
 
 
-def write_table(out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """``out_dir/table.csv`` and ``out_dir/table.json`` (rows, the grid's budget and provenance)
-    from the finished cells; returns both paths."""
+def write_table(out_dir: str | os.PathLike, *, command: str | None = None) -> tuple[Path, Path]:
+    """``out_dir/table.csv`` and ``out_dir/table.json`` (rows, the grid's budget and provenance:
+    hardware, versions, time and ``command``) from the finished cells; returns both paths."""
     out_dir = Path(out_dir)
     rows = grid_table(out_dir)
     text = io.StringIO()
@@ -505,7 +507,7 @@ def write_table(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     budget = json.loads(experiment.read_text())["identity"] if experiment.is_file() else None
     device = torch.device("cpu")
     table = {"budget": budget, "rows": rows, "written_by": {
-        "hardware": describe_hardware(device), "versions": library_versions(),
+        "hardware": describe_hardware(device), "versions": library_versions(), "command": command,
         "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}}
     json_path = atomic_write_text(out_dir / "table.json", json.dumps(json_ready(table), indent=1))
     return csv_path, json_path
