@@ -104,7 +104,7 @@ def run_cell(cells: CellFolder, study_set: StudySet, variant: str, model: int, d
     test_every = max(1, config.protocol_epochs // BEST_OF_POINTS) if variant == BEST_OF else None
     result = evaluate_set(synthetic.images, synthetic.labels, data.test_images, data.test_labels, config,
                           num_models=1, seed=cells.identity["seed"], first_model=model, device=device,
-                          test_every=test_every)
+                          batched=False, test_every=test_every)  # one path for every variant: pairs stay exact
     accuracy = result.accuracies[0]
     record = {"set": study_set.name, "path": study_set.path, "variant": variant, "model": model,
               "seed": cells.identity["seed"], "accuracy": accuracy, "seconds": result.seconds_per_model,
