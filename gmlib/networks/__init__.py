@@ -56,6 +56,11 @@ from gmlib.networks.small import MLP, LeNet
 
 __all__ = [
     "ACTIVATIONS",
+    "ALEXNET_ORIGINAL_HIDDEN",
+    "CONVNET_DEFAULTS",
+    "GROUPNORM_GROUPS",
+    "ImageSize",
+    "VGG11_CONFIG",
     "NETWORK_NAMES",
     "NORMS",
     "POOLINGS",
