@@ -6,8 +6,9 @@ single differences gmlib 0.1 had from the reference (noise among the ops, shifts
 as the scale op's fill, affine resampling, momentum kept at the learning-rate step, E epochs in
 halves) on two sets; chapter 12 shows, on the set of 200 DC iterations at the papers' settings,
 augmentation off, E = 300, no momentum, no weight decay, the DC variants of LeNet and AlexNet
-against the originals, best-of against final-epoch reporting, and the reference's mean and spread
-over 5, 20 and 100 models. Differences are paired: model k is the same network under every
+against the originals and best-of against final-epoch reporting, and (under the cpu profile's
+short protocol, where a network costs seconds) the reference's mean and spread over 5, 20 and 100
+models. Differences are paired: model k is the same network under every
 variant that keeps the architecture.
 
 Each (set, variant, model) is one cell (``gmlib.studies.protocol``), saved as soon as it is done;
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from gmlib.book.presets import eval_config
 from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig
 from gmlib.fileio import json_ready
 from gmlib.runinfo import describe_hardware, git_commit, library_versions
@@ -43,20 +45,26 @@ SETS = (
     StudySet("cross_arch_convnet_200it", "results/cross_arch_mnist_ipc1/iterations200/cells/distill-convnet/synthetic.pt",
              MNIST_REFERENCE),
     StudySet("dc_mnist_ipc1_paper", "results/dc_mnist_ipc1_paper/synthetic.pt", MNIST_REFERENCE),
+    # The same set under the cpu profile's short protocol (101 epochs, ConvNet width 64, about ten
+    # seconds a network here): cheap enough for the spread over 5, 20 and 100 networks.
+    StudySet("dc_mnist_ipc1_paper_cpu_protocol", "results/dc_mnist_ipc1_paper/synthetic.pt",
+             eval_config("cpu", "mnist", "dc")),
 )
 OLD_AND_NEW = ("reference", "gmlib-0.1")
 SINGLE_DIFFERENCES = tuple(name for name in PROTOCOL_VARIANTS if name not in OLD_AND_NEW)
 CHAPTER_12 = tuple(name for name in STUDY_VARIANTS if name not in PROTOCOL_VARIANTS)
+ALEXNETS = ("alexnet", "alexnet-original")  # 6-10 minutes a network on one thread here: fewer of them
 
 
 def plan(models: int, models_old_new: int, models_first_round: int, models_chapter_12: int,
-         models_spread: int) -> list[tuple[str, str, int]]:
+         models_alexnet: int, models_reference: int, models_spread: int) -> list[tuple[str, str, int]]:
     """Every (set, variant, model index) in the order the cells are worth computing: chapter 00's
     (the reference and gmlib 0.1 on the first set, every single difference, the second set, then
-    every variant up to ``models``), then chapter 12's (the reference and each of its variants on
-    the papers'-settings set to ``models_chapter_12`` models, then the reference to
-    ``models_spread``)."""
-    first, second, paper = (s.name for s in SETS)
+    every variant up to ``models``), then chapter 12's on the papers'-settings set (every variant
+    and the reference to five models, the spread over ``models_spread`` networks under the cpu
+    protocol, every variant but the AlexNets to ``models_chapter_12``, the AlexNets to
+    ``models_alexnet``, the reference to ``models_reference``)."""
+    first, second, paper, cheap = (s.name for s in SETS)
     cells: list[tuple[str, str, int]] = []
 
     def add(set_name: str, variants: tuple[str, ...], upto: int) -> None:
@@ -69,8 +77,11 @@ def plan(models: int, models_old_new: int, models_first_round: int, models_chapt
     add(first, OLD_AND_NEW + SINGLE_DIFFERENCES, models_first_round)
     add(second, OLD_AND_NEW, models_old_new)
     add(first, OLD_AND_NEW + SINGLE_DIFFERENCES, models)
-    add(paper, ("reference",) + CHAPTER_12, models_chapter_12)
-    add(paper, ("reference",), models_spread)
+    add(paper, ("reference",) + CHAPTER_12, min(5, models_chapter_12, models_alexnet))
+    add(cheap, ("reference",), models_spread)
+    add(paper, ("reference",) + tuple(v for v in CHAPTER_12 if v not in ALEXNETS), models_chapter_12)
+    add(paper, ALEXNETS, models_alexnet)
+    add(paper, ("reference",), models_reference)
     return cells
 
 
@@ -99,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-old-new", type=int, default=10, help="models for the reference and gmlib 0.1 first")
     parser.add_argument("--models-first-round", type=int, default=5, help="models per single difference first")
     parser.add_argument("--models-chapter-12", type=int, default=10, help="models per chapter-12 variant")
+    parser.add_argument("--models-alexnet", type=int, default=5, help="models of the two AlexNet variants")
+    parser.add_argument("--models-reference", type=int, default=20,
+                        help="models of the reference on the papers'-settings set")
     parser.add_argument("--models-spread", type=int, default=100,
-                        help="models of the reference on the papers'-settings set (the spread over 5, 20, 100)")
+                        help="models of the reference under the cpu protocol (the spread over 5, 20, 100)")
     parser.add_argument("--worker", type=int, default=0, help="this process's share: cells i with i %% workers == worker")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the cells")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
@@ -119,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.worker < args.workers:
         parser.error(f"--worker must lie in [0, {args.workers}), got {args.worker}")
     torch.set_num_threads(args.threads)
-    cells = plan(args.models, args.models_old_new, args.models_first_round, args.models_chapter_12, args.models_spread)
+    cells = plan(args.models, args.models_old_new, args.models_first_round, args.models_chapter_12,
+                 args.models_alexnet, args.models_reference, args.models_spread)
     run_study(out, SETS, cells, seed=args.seed, worker=args.worker, workers=args.workers,
               log=lambda line: print(line, flush=True))
     return 0
