@@ -4,7 +4,7 @@
 # `cpu` profile, seed 0 unless named, evaluated under each method's paper's protocol at `cpu`:
 #   results/grid_dc_mnist_seeds_cpu   DC on MNIST, 1 image per class, seeds 0-4, 10 ConvNets each (chapter 12)
 #   results/grid_cpu_iterations       every method, both datasets, 1 image per class, 50 iterations each
-#   results/grid_cpu_seconds          every method, both datasets, 1 and 10 images per class, 120 s of
+#   results/grid_cpu_seconds          every method, both datasets, 1 image per class, 60 s of
 #                                     distillation each, on ConvNet, MLP, LeNet and AlexNet (chapter 11)
 # MTT's experts are the `cpu` buffers that experiments/mtt_stored_run.sh trains in runs/buffers/
 # (copied in when present; otherwise the grid trains them), kept out of git. A failed cell is
@@ -28,7 +28,7 @@ share_experts results/grid_cpu_iterations
 "$python" -m gmlib compare --methods $methods --datasets mnist fashion-mnist --ipc 1 --profile cpu \
   --iterations 50 --networks convnet --models 3 --device cpu --out results/grid_cpu_iterations --no-progress || failed=1
 share_experts results/grid_cpu_seconds
-"$python" -m gmlib compare --methods $methods --datasets mnist fashion-mnist --ipc 1 10 --profile cpu \
-  --seconds 120 --networks convnet mlp lenet alexnet --models 3 --device cpu --out results/grid_cpu_seconds \
+"$python" -m gmlib compare --methods $methods --datasets mnist fashion-mnist --ipc 1 --profile cpu \
+  --seconds 60 --networks convnet mlp lenet alexnet --models 2 --device cpu --out results/grid_cpu_seconds \
   --no-progress || failed=1
 [ -z "${failed:-}" ] || { echo "some cells failed (listed above): rerun to retry them" >&2; exit 1; }

@@ -36,7 +36,7 @@ from gmlib.book.presets import eval_config
 from gmlib.eval_config import PROTOCOL_VARIANTS, EvalConfig
 from gmlib.fileio import json_ready
 from gmlib.runinfo import describe_hardware, git_commit, library_versions
-from gmlib.studies.protocol import STUDY_VARIANTS, StudySet, run_study, summarise
+from gmlib.studies.protocol import CHAPTER_12_VARIANTS, StudySet, run_study, summarise
 from gmlib.synthetic import load_synthetic
 
 MNIST_REFERENCE = EvalConfig(augment="mnist")  # DC's protocol for MNIST: E = 1000 with its augmentation
@@ -52,7 +52,6 @@ SETS = (
 )
 OLD_AND_NEW = ("reference", "gmlib-0.1")
 SINGLE_DIFFERENCES = tuple(name for name in PROTOCOL_VARIANTS if name not in OLD_AND_NEW)
-CHAPTER_12 = tuple(name for name in STUDY_VARIANTS if name not in PROTOCOL_VARIANTS)
 ALEXNETS = ("alexnet", "alexnet-original")  # 6-10 minutes a network on one thread here: fewer of them
 
 
@@ -77,9 +76,9 @@ def plan(models: int, models_old_new: int, models_first_round: int, models_chapt
     add(first, OLD_AND_NEW + SINGLE_DIFFERENCES, models_first_round)
     add(second, OLD_AND_NEW, models_old_new)
     add(first, OLD_AND_NEW + SINGLE_DIFFERENCES, models)
-    add(paper, ("reference",) + CHAPTER_12, min(5, models_chapter_12, models_alexnet))
+    add(paper, ("reference",) + CHAPTER_12_VARIANTS, min(5, models_chapter_12, models_alexnet))
     add(cheap, ("reference",), models_spread)
-    add(paper, ("reference",) + tuple(v for v in CHAPTER_12 if v not in ALEXNETS), models_chapter_12)
+    add(paper, ("reference",) + tuple(v for v in CHAPTER_12_VARIANTS if v not in ALEXNETS), models_chapter_12)
     add(paper, ALEXNETS, models_alexnet)
     add(paper, ("reference",), models_reference)
     return cells

@@ -8,10 +8,12 @@ from gmlib.book.budgets import (
     SEED002_DISTANCES,
     SEED002_SETTINGS,
     BilevelBudget,
+    ComparisonBudget,
     CrossArchitectureBudget,
     GenerativeTeachingBudget,
     HessianBudget,
     InitialisationBudget,
+    ReproducibilityBudget,
     WhatHowWhereBudget,
     chapter_budget,
 )
@@ -22,6 +24,8 @@ from gmlib.methods.bilevel import ImplicitConfig, UnrollConfig
 from gmlib.methods.dc_config import DCSettings, MatchingConfig, dc_loops
 from gmlib.methods.gtn import GTNConfig
 from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
+from gmlib.studies.grid import GRID_METHODS
+from gmlib.studies.protocol import CHAPTER_12_VARIANTS
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -327,9 +331,9 @@ def test_generative_teaching_budget_holds_the_chapters_values_and_configs(name):
 
 
 def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
-    assert sorted(CHAPTER_BUDGETS) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
-    with pytest.raises(ValueError, match="unknown chapter '11'"):
-        chapter_budget("11", "ci")
+    assert sorted(CHAPTER_BUDGETS) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"]
+    with pytest.raises(ValueError, match="unknown chapter '13'"):
+        chapter_budget("13", "ci")
     with pytest.raises(ValueError, match="chapter 01's budget takes no parameter 'iterations'; allowed: none"):
         chapter_budget("01", "ci", iterations=3)
     with pytest.raises(ValueError, match="allowed: 'gm_iterations', 'ift_iterations'"):
@@ -343,6 +347,34 @@ def test_chapter_budget_names_the_chapters_and_refuses_bad_values():
         chapter_budget("05", "ci").replace(ipc10_loops=(1,))
     with pytest.raises(ValueError, match="iterations must be an integer >= 0"):
         chapter_budget("03", "ci", iterations=-1)
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_comparison_budget_gives_an_equal_wall_clock_grid(name):
+    budget = chapter_budget("11", name)
+    assert isinstance(budget, ComparisonBudget) and budget.methods == GRID_METHODS
+    grid = budget.grid_budget()
+    assert (grid.profile, grid.seconds, grid.iterations, grid.networks, grid.models) == \
+        (name, budget.seconds, None, budget.networks, budget.models)
+    assert grid.mode == "equal wall-clock"
+    changed = chapter_budget("11", name, seconds=3, methods=["dc", "dm"])
+    assert (changed.seconds, changed.methods) == (3.0, ("dc", "dm"))
+    with pytest.raises(ValueError, match="seconds must be a positive number of seconds, got 0"):
+        budget.replace(seconds=0)
+    with pytest.raises(ValueError, match="ipcs must be a non-empty tuple"):
+        budget.replace(ipcs=())
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_reproducibility_budget_names_study_variants_and_the_reference_protocol(name):
+    budget = chapter_budget("12", name)
+    assert isinstance(budget, ReproducibilityBudget) and budget.variants[0] == "reference"
+    assert set(budget.variants) <= {"reference", *CHAPTER_12_VARIANTS}
+    assert budget.reference_config() == eval_config(budget.profile, "mnist", "dc")
+    if name in ("gpu", "paper"):
+        assert budget.variants == ("reference",) + CHAPTER_12_VARIANTS
+    with pytest.raises(ValueError, match="each of variants 'fast'"):
+        budget.replace(variants=("reference", "fast"))
 
 
 def test_no_chapter_defines_a_budget_of_its_own():

@@ -21,6 +21,8 @@ from gmlib.methods.gtn import GTNConfig
 from gmlib.methods.mtt import MTTConfig
 from gmlib.methods.mtt_experts import ExpertConfig
 from gmlib.studies.crossarch import DC_CROSS_ARCH_NETWORKS
+from gmlib.studies.grid import GRID_METHODS, GridBudget
+from gmlib.studies.protocol import CHAPTER_12_VARIANTS, STUDY_VARIANTS
 
 # --------------------------------------------------------------------------------------------
 # The chapters' budgets
@@ -712,21 +714,123 @@ class TrajectoryMatchingBudget(ChapterBudget):
         return dc_config(self.profile, ipc, dataset, **{"iterations": n, "eval_at": (n,), **overrides})
 
 
+_COMPARISON_GPU = dict(seconds=60.0, ipcs=(1, 10), networks=("convnet", "mlp", "lenet", "alexnet"), models=5)
+_COMPARISON_BUDGETS: dict[str, dict[str, Any]] = {
+    # ci: every method for two seconds each on two small networks, one model (near chance: it only
+    # shows the grid runs); cpu: fifteen seconds each, two models of each of two networks.
+    "ci": dict(seconds=2.0, ipcs=(1,), networks=("convnet", "mlp"), models=1),
+    "cpu": dict(seconds=15.0, ipcs=(1,), networks=("convnet", "mlp"), models=2),
+    "gpu": _COMPARISON_GPU,
+    # paper: seed 003's time limit (about fifteen minutes a set) and its fifteen students per method.
+    "paper": {**_COMPARISON_GPU, "seconds": 900.0, "models": 15},
+}
+
+
+@dataclass(frozen=True)
+class ComparisonBudget(ChapterBudget):
+    """Chapter 11 (every method side by side). The live grid: ``methods`` on the chapter's dataset
+    at each of ``ipcs`` images per class, ``seconds`` of distillation each (equal wall-clock),
+    evaluated on ``networks`` with ``models`` networks each, all at the profile's configuration of
+    each method (:class:`gmlib.studies.grid.GridBudget`). The training-time comparison trains on the
+    whole set with the profile's ``whole_set_per_class`` and ``whole_set_epochs``."""
+
+    chapter: ClassVar[str] = "11"
+    methods: tuple[str, ...]
+    seconds: float
+    ipcs: tuple[int, ...]
+    networks: tuple[str, ...]
+    models: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_names("methods", self.methods)
+        _check_names("networks", self.networks)
+        self._check_counts(1, "models")
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or not self.seconds > 0:
+            raise ValueError(f"seconds must be a positive number of seconds, got {self.seconds!r}")
+        if not isinstance(self.ipcs, tuple) or not self.ipcs:
+            raise ValueError(f"ipcs must be a non-empty tuple of images per class, got {self.ipcs!r}")
+        for ipc in self.ipcs:
+            check_int("each of ipcs", ipc, 1)
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, *, seconds: float | None = None,
+                    methods: list[str] | tuple[str, ...] | None = None) -> "ComparisonBudget":
+        """The budget at ``profile``; the chapter's parameters ``seconds`` (per cell) and ``methods``
+        replace the budget's when given."""
+        profile = as_profile(profile)
+        defaults = dict(methods=GRID_METHODS)
+        profile, values = cls._profile_and_values(profile, defaults, _COMPARISON_BUDGETS)
+        if seconds is not None:
+            values["seconds"] = float(seconds)
+        if methods is not None:
+            values["methods"] = tuple(methods)
+        return cls(profile=profile, **values)
+
+    def grid_budget(self) -> GridBudget:
+        """The live grid's :class:`gmlib.studies.grid.GridBudget` (equal wall-clock)."""
+        return GridBudget(profile=self.profile.name, seconds=self.seconds, networks=self.networks, models=self.models)
+
+
+_REPRODUCIBILITY_BUDGETS: dict[str, dict[str, Any]] = {
+    # ci: four variants, two models each, at the ci protocol's few epochs; cpu: every variant but
+    # the original AlexNet (minutes a network on a CPU) with three models.
+    "ci": dict(variants=("reference", "no-augmentation", "no-momentum", "lenet"), models=2),
+    "cpu": dict(variants=("reference", "no-augmentation", "300-epochs", "no-momentum", "no-weight-decay", "lenet",
+                          "lenet-original", "alexnet", "best-of"), models=3),
+    "gpu": dict(models=10),
+    "paper": dict(models=20),
+}
+
+
+@dataclass(frozen=True)
+class ReproducibilityBudget(ChapterBudget):
+    """Chapter 12 (reproducibility). The live protocol study evaluates one stored synthetic set
+    under each of ``variants`` (names of :data:`gmlib.studies.protocol.STUDY_VARIANTS`) with
+    ``models`` networks each, under the profile's evaluation protocol (:meth:`reference_config`).
+    gpu and paper run the reference and every chapter-12 variant."""
+
+    chapter: ClassVar[str] = "12"
+    variants: tuple[str, ...]
+    models: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_names("variants", self.variants)
+        for variant in self.variants:
+            check_one_of("each of variants", variant, tuple(STUDY_VARIANTS))
+        self._check_counts(1, "models")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile) -> "ReproducibilityBudget":
+        """The budget at ``profile``."""
+        profile = as_profile(profile)
+        defaults = dict(variants=("reference",) + CHAPTER_12_VARIANTS)
+        profile, values = cls._profile_and_values(profile, defaults, _REPRODUCIBILITY_BUDGETS)
+        return cls(profile=profile, **values)
+
+    def reference_config(self, dataset: str = "mnist") -> EvalConfig:
+        """The reference protocol of the live study: DC's (its augmentation on MNIST) at the
+        profile's epochs, test subset and ConvNet width."""
+        return eval_config(self.profile, dataset, "dc")
+
+
 CHAPTER_BUDGETS: dict[str, type[ChapterBudget]] = {
     budget.chapter: budget
     for budget in (ProblemBudget, BilevelBudget, GradientMatchingBudget, WhatHowWhereBudget, HessianBudget,
                    InitialisationBudget, CrossArchitectureBudget, DifferentiableAugmentationBudget,
-                   DistributionMatchingBudget, TrajectoryMatchingBudget, GenerativeTeachingBudget)
+                   DistributionMatchingBudget, TrajectoryMatchingBudget, GenerativeTeachingBudget,
+                   ComparisonBudget, ReproducibilityBudget)
 }
 
 
 def chapter_budget(chapter: str, profile: str | Profile = "auto", **parameters: Any) -> Any:
-    """The budget of ``chapter`` ('00', '01', '02', '03', '04', '05', '06', '07', '08', '09' or '10') at ``profile`` (a name or
+    """The budget of ``chapter`` ('00' to '12') at ``profile`` (a name or
     a :class:`Profile`), as that chapter's frozen dataclass (:data:`CHAPTER_BUDGETS`).
 
     ``parameters`` are the chapter's own papermill parameters that change its budget (03, 05 and 07:
     ``iterations``; 06: ``iterations``, ``networks``; 08: ``iterations`` (DM's); 09: ``iterations``
-    (MTT's); 10: ``gm_iterations``, ``ift_iterations``);
+    (MTT's); 10: ``gm_iterations``, ``ift_iterations``; 11: ``seconds``, ``methods``);
     None keeps the budget's value.
     """
     check_one_of("chapter", chapter, tuple(CHAPTER_BUDGETS))

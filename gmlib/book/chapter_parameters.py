@@ -18,6 +18,7 @@ from gmlib.methods.bilevel import INIT_MODES
 from gmlib.methods.gtn_generator import MIN_K
 from gmlib.methods.hessian import HESSIAN_LOSSES
 from gmlib.networks import NETWORK_NAMES
+from gmlib.studies.grid import GRID_METHODS
 
 __all__ = ["CHAPTER_DATASETS", "PARAMETER_NAMES", "check_chapter_parameters"]
 
@@ -79,6 +80,13 @@ def _convnet_depth(name: str, value: Any) -> None:
                          f"28x28 image below 1x1), got {value!r}")
 
 
+def _positive_seconds(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WrongTypeError(f"{name} must be a number of seconds, got {value!r} ({type(value).__name__})")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
 _RULES: dict[str, Rule] = {
     # shared by several chapters
     "profile": _choice("auto", *PROFILE_NAMES),
@@ -105,6 +113,9 @@ _RULES: dict[str, Rule] = {
     "k": _count(MIN_K),
     "gm_iterations": _or_none(_count(1)),
     "ift_iterations": _or_none(_count(1)),
+    # chapter 11
+    "seconds": _or_none(_positive_seconds),
+    "methods": _or_none(_distinct_list(_choice(*GRID_METHODS), "method names")),
 }
 PARAMETER_NAMES = tuple(_RULES)
 

@@ -62,6 +62,9 @@ STUDY_VARIANTS: dict[str, ProtocolVariant] = {
                              "tenth of the epochs instead of the final one", {}),
 }
 
+# The variants chapter 12 measures (chapter 00 shows the others, gmlib 0.1's single differences).
+CHAPTER_12_VARIANTS: tuple[str, ...] = tuple(name for name in STUDY_VARIANTS if name not in PROTOCOL_VARIANTS)
+
 
 @dataclass(frozen=True)
 class StudySet:
