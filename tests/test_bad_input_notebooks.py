@@ -92,6 +92,18 @@ BAD_VALUES = [
                  id="10-gm_iterations-negative"),
     pytest.param("10", {"ift_iterations": 1.0}, WrongTypeError,
                  "ift_iterations must be an integer >= 1, got 1.0 (float)", id="10-ift_iterations-float"),
+    pytest.param("11", {"seconds": 0}, ValueError, "seconds must be a positive number of seconds, got 0",
+                 id="11-seconds-zero"),
+    pytest.param("11", {"seconds": "30"}, WrongTypeError, "seconds must be a number of seconds, got '30' (str)",
+                 id="11-seconds-string"),
+    pytest.param("11", {"methods": ["dc", "dx"]}, ValueError,
+                 "unknown methods entry 'dx'; allowed: 'random', 'herding', 'dc', ", id="11-methods-unknown-name"),
+    pytest.param("11", {"methods": "dc"}, WrongTypeError, "methods must be a list of method names, got 'dc' (str)",
+                 id="11-methods-bare-string"),
+    pytest.param("11", {"methods": ["dm", "dm"]}, ValueError, "methods must be a list of distinct method names",
+                 id="11-methods-repeated"),
+    pytest.param("11", {"dataset": "cifar"}, ValueError, "unknown dataset 'cifar'; allowed: 'mnist', 'fashion-mnist'",
+                 id="11-dataset-unknown"),
 ]
 
 
