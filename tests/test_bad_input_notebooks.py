@@ -104,6 +104,8 @@ BAD_VALUES = [
                  id="11-methods-repeated"),
     pytest.param("11", {"dataset": "cifar"}, ValueError, "unknown dataset 'cifar'; allowed: 'mnist', 'fashion-mnist'",
                  id="11-dataset-unknown"),
+    pytest.param("12", {"profile": "laptop"}, ValueError, "unknown profile 'laptop'", id="12-profile-unknown"),
+    pytest.param("12", {"seed": 1.5}, WrongTypeError, "seed must be an integer >= 0, got 1.5 (float)", id="12-seed-float"),
 ]
 
 
