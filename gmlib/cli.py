@@ -132,7 +132,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 # Options of gradient matching only: given with --method dm or mtt they are refused, not ignored.
-_MATCHING_ONLY = ("distance", "engine", "match_level", "level_weight", "per_class", "inner_steps", "hessian_weight",
+_MATCHING_ONLY = ("distance", "engine", "precision", "match_level", "level_weight", "per_class", "inner_steps", "hessian_weight",
                   "hessian_kind", "hessian_loss", "outer_loop", "inner_loop")
 # Options of trajectory matching only: refused for every other method.
 _MTT_ONLY = ("buffer", "syn_steps", "expert_epochs", "max_start_epoch", "lr_lr", "lr_teacher", "gradient", "batch_syn")
@@ -184,7 +184,7 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
         overrides.update(_mtt_overrides(args, buffer))
         optional.pop("batch_real")
     elif args.method != "dm":
-        overrides.update(method=args.method, distance=args.distance, engine=args.engine,
+        overrides.update(method=args.method, distance=args.distance, engine=args.engine, precision=args.precision,
                          match_level=args.match_level, level_weight=args.level_weight, per_class=args.per_class,
                          inner_steps=args.inner_steps, hessian_weight=args.hessian_weight,
                          hessian_kind=args.hessian_kind, hessian_loss=args.hessian_loss)
@@ -360,11 +360,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     models = args.models or profile.eval_models
     results = evaluate_across_networks(images, labels, dataset.test_images, dataset.test_labels, args.networks,
                                        config, models, args.seed, num_classes=syn.num_classes, device=device,
-                                       progress=args.progress)
+                                       progress=args.progress, precision=args.precision)
     report: dict[str, Any] = {
         "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
         "models": models, "protocol": args.protocol, "learned_lr": args.learned_lr, "format": layout,
-        "source": syn.metadata.get("source"), "device": str(device),
+        "source": syn.metadata.get("source"), "device": str(device), "precision": None,
         "hardware": describe_hardware(device),
         "versions": library_versions(), "results": {},
     }
@@ -372,6 +372,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name}: {100 * result.mean:.2f} +- {100 * result.std:.2f} % ({result.num_models} models, "
               f"{result.config.num_epochs} epochs, augment {result.config.augment}, "
               f"{result.seconds_per_model:.1f} s/model)")
+        report["precision"] = result.precision
         report["results"][name] = {"mean": result.mean, "std": result.std, "accuracies": result.accuracies,
                                    "seconds_per_model": result.seconds_per_model, "config": result.config.as_dict()}
     for network, accuracies in (syn.metadata.get("source") or {}).get("reported", {}).items():
@@ -532,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
     from gmlib.methods.inner_loop import INNER_STEP_POLICIES
     from gmlib.networks import NETWORK_NAMES
+    from gmlib.precision import PRECISIONS
     from gmlib.synthetic import INIT_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m gmlib", description="gmlib: dataset distillation by gradient matching")
@@ -599,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--engine", default="auto", choices=ENGINES,
                          help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
                               "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")
+    distill.add_argument("--precision", default="auto", choices=PRECISIONS,
+                         help="arithmetic of the first-order passes (real gradients, inner loop): auto = bf16 on "
+                              "CPUs with native bfloat16, else fp32; fp32 is the exact path (default: %(default)s)")
     trajectories = distill.add_argument_group("trajectory matching (--method mtt; defaults = the profile's, "
                                               "paper = MTT's)")
     trajectories.add_argument("--buffer", default=None, metavar="BUFFER",
@@ -697,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--learned-lr", action="store_true",
                           help="train with the learning rate distilled with the set (MTT's own protocol; "
                                "report it beside the standard one)")
+    evaluate.add_argument("--precision", default="auto", choices=PRECISIONS,
+                          help="arithmetic of training and testing: auto = bf16 on CPUs with native bfloat16, "
+                               "else fp32; fp32 is the exact path (default: %(default)s)")
     evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
     _add_set_source(evaluate, FORMATS, DATASET_NAMES)
     _add_common(evaluate)

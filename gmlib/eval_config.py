@@ -158,6 +158,7 @@ class EvalResult:
     networks: list[nn.Module] = field(default_factory=list, repr=False)
     # Per model, (epochs trained, test accuracy) during training when evaluate_set(test_every=...).
     curves: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
+    precision: str = "fp32"  # of the training and testing passes (gmlib.precision)
 
     @property
     def num_models(self) -> int:
@@ -172,7 +173,8 @@ class EvalResult:
         return (
             f"{accuracy} "
             f"({self.config.num_epochs} epochs, augment {self.config.augment}, seed {self.seed}, "
-            f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method})"
+            f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method}"
+            + (")" if self.precision == "fp32" else f", {self.precision})")
         )
 
 

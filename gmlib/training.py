@@ -14,6 +14,7 @@ from gmlib.augment import augment
 from gmlib.checks import check_int
 from gmlib.eval_config import LR_DECAY_FACTOR, EvalConfig
 from gmlib.networks import has_batchnorm
+from gmlib.precision import first_order
 from gmlib.progress import progress_bar
 from gmlib.randomness import global_rng_from
 
@@ -78,6 +79,7 @@ def train_network(
     chunk_size: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> nn.Module:
     """Train ``net`` in place on (images, labels) with the protocol's optimiser and schedule.
 
@@ -89,6 +91,8 @@ def train_network(
     ``chunk_size`` only changes speed: each batch's gradient is accumulated over chunks of that
     many images (the same gradient up to rounding; skipped for BatchNorm networks, whose batch
     statistics would change). ``None`` = :data:`CPU_CHUNK_SIZE` on CPU, whole batches elsewhere.
+    ``precision`` 'bf16' runs forward and backward in bfloat16 autocast (:mod:`gmlib.precision`);
+    the weights and the optimiser stay float32.
     """
     if chunk_size is None:
         chunk_size = CPU_CHUNK_SIZE if images.device.type == "cpu" else config.batch_size
@@ -96,7 +100,7 @@ def train_network(
     if has_batchnorm(net):
         chunk_size = config.batch_size
     with global_rng_from(generator):  # dropout draws from the global RNG
-        _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress)
+        _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress, precision)
     return net
 
 
@@ -109,6 +113,7 @@ def _train_loop(
     chunk_size: int,
     on_epoch: Callable[[int, float], None] | None,
     progress: bool,
+    precision: str,
 ) -> None:
     epochs = config.num_epochs
     optimizer = protocol_sgd(net.parameters(), config)
@@ -122,7 +127,7 @@ def _train_loop(
         for batch in order.split(config.batch_size):
             x = augment(images[batch], config.augment, generator, dsa_strategy=config.dsa_strategy, classic=config.classic)
             optimizer.zero_grad(set_to_none=True)
-            loss = _accumulate_gradient(net, x, labels[batch], chunk_size)
+            loss = _accumulate_gradient(net, x, labels[batch], chunk_size, precision)
             optimizer.step()
         bar.update()
         if progress:  # .item() waits for the device: only pay for it when the bar shows
@@ -130,24 +135,27 @@ def _train_loop(
     bar.close()
 
 
-def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int) -> Tensor:
+def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int, precision: str) -> Tensor:
     """Backpropagate the batch's mean cross-entropy, ``chunk_size`` images at a time; returns
     the (detached) batch loss."""
     total = torch.zeros((), device=x.device)
     for x_chunk, y_chunk in zip(x.split(chunk_size), y.split(chunk_size)):
-        loss = F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / x.shape[0]
+        with first_order(precision, x.device):
+            loss = F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / x.shape[0]
         loss.backward()
         total += loss.detach()
     return total
 
 
 
-def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batch_size: int | None = None) -> float:
+def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batch_size: int | None = None,
+                  precision: str = "fp32") -> float:
     """Fraction of ``test_images`` that ``net`` classifies correctly (eval mode, no autograd).
 
     The images go through in chunks of ``batch_size``: ``None`` = :data:`CPU_CHUNK_SIZE` on CPU
-    (cache-sized chunks are fastest there) and :data:`GPU_TEST_CHUNK_SIZE` elsewhere. The
-    network's train/eval mode is restored afterwards.
+    (cache-sized chunks are fastest there) and :data:`GPU_TEST_CHUNK_SIZE` elsewhere; ``precision``
+    'bf16' runs them in bfloat16 autocast (:mod:`gmlib.precision`). The network's train/eval mode
+    is restored afterwards.
     """
     if test_images.shape[0] == 0:
         raise ValueError("the test set is empty")
@@ -157,7 +165,7 @@ def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batc
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=test_labels.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), first_order(precision, test_images.device):
         for x, y in zip(test_images.split(batch_size), test_labels.split(batch_size)):
             correct += (net(x).argmax(dim=1) == y).sum()
     net.train(was_training)

@@ -49,9 +49,10 @@ def test_help_explains_every_option(capsys) -> None:
     for command, options in [
         ("distill", ["--dataset", "--ipc", "--method", "--profile", "--seed", "--iterations", "--init", "--out",
                      "--checkpoint-every", "--resume", "--no-resume", "--width", "--batch-real", "--distance",
-                     "--eval-at", "--device", "--engine", "--match-level", "--level-weight", "--no-per-class",
+                     "--eval-at", "--device", "--engine", "--precision", "--match-level", "--level-weight", "--no-per-class",
                      "--inner-steps", "--hessian-weight", "--hessian-kind", "--hessian-loss"]),
-        ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment", "--format",
+        ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment", "--precision",
+                      "--format",
                       "--dataset", "--experiment", "--tag"]),
         ("convert", ["--to", "--format", "--dataset", "--experiment", "--tag"]),
     ]:
@@ -76,6 +77,8 @@ def test_help_explains_every_option(capsys) -> None:
     (["--dataset", "mnist", "--match-level", "both"], ["--match-level", "both", "multi"]),
     (["--dataset", "mnist", "--inner-steps", "adaptive"], ["--inner-steps", "adaptive", "schedule"]),
     (["--dataset", "mnist", "--hessian-kind", "fisher"], ["--hessian-kind", "fisher", "gauss_newton"]),
+    (["--dataset", "mnist", "--precision", "fp16"], ["--precision", "fp16", "bf16", "fp32"]),
+    (["--dataset", "mnist", "--method", "dm", "--precision", "fp32"], ["--precision", "gradient matching"]),
 ])
 def test_bad_values_exit_with_status_2_and_name_the_allowed_ones(argv, words, capsys, tmp_path) -> None:
     profile = [] if "--profile" in argv else ["--profile", "ci"]

@@ -249,7 +249,8 @@ def test_sequential_and_batched_paths_agree(augment: str) -> None:
     config = dataclasses.replace(SMALL_CONVNET, augment=augment, batch_size=8)  # 2 batches per epoch
     runs = {
         batched: evaluate_set(
-            images, labels, test_images, test_labels, config, 3, seed=2, device="cpu", batched=batched, keep_networks=True
+            images, labels, test_images, test_labels, config, 3, seed=2, device="cpu", batched=batched, keep_networks=True,
+            precision="fp32",
         )
         for batched in (False, True)
     }
@@ -279,9 +280,10 @@ def test_batched_path_in_groups_gives_the_same_accuracies() -> None:
     images, labels = random_set(8)
     test_images, test_labels = random_set(64, seed=1)
     config = dataclasses.replace(MLP, epochs=3)
-    whole = evaluate_set(images, labels, test_images, test_labels, config, 3, device="cpu", batched=True)
+    whole = evaluate_set(images, labels, test_images, test_labels, config, 3, device="cpu", batched=True, precision="fp32")
     grouped = evaluate_set(
-        images, labels, test_images, test_labels, config, 3, device="cpu", batched=True, max_batched_images=16
+        images, labels, test_images, test_labels, config, 3, device="cpu", batched=True, max_batched_images=16,
+        precision="fp32",
     )
     assert whole.accuracies == grouped.accuracies
 

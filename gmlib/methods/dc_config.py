@@ -19,6 +19,7 @@ from gmlib.dsa import parse_dsa_strategy
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
+from gmlib.precision import PRECISIONS
 from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES
 
@@ -78,7 +79,10 @@ class MatchingConfig(RunSettings):
     pairs so the config stays hashable). ``eval_at`` lists numbers of completed iterations after
     which to evaluate the current set (0 = the initialisation) with ``eval_config`` (None = the
     protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
-    changes speed and rounding (see the module docstring). The reference uses lr_img 0.01 for the
+    changes speed and rounding (see the module docstring). ``precision`` is the arithmetic of the
+    first-order passes (real gradients, inner loop; :mod:`gmlib.precision`): 'auto' (bfloat16 on
+    CPUs that compute it natively, float32 elsewhere), 'fp32' (the exact path) or 'bf16'; the
+    synthetic images' second-order pass is always float32. The reference uses lr_img 0.01 for the
     MLP; set it explicitly.
 
     Out-of-range values are refused. One in-range value only warns: an ``lr_img`` more than
@@ -111,6 +115,7 @@ class MatchingConfig(RunSettings):
     dsa_strategy: str | None = None
     bn_real_per_class: int = 16
     engine: str = "auto"
+    precision: str = "auto"
     match_level: str = "intra"
     level_weight: float | None = None
     per_class: bool = True
@@ -142,6 +147,7 @@ class MatchingConfig(RunSettings):
         get_distance(self.distance)  # raises a ValueError naming the known distances
         check_one_of("init", self.init, INIT_NAMES)
         check_one_of("engine", self.engine, ENGINES)
+        check_one_of("precision", self.precision, PRECISIONS)
         if self.dsa_strategy is not None:
             if self.method != "dsa":
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")
