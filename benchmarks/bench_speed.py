@@ -6,9 +6,11 @@ implementation in the same process (interleaved, so both see the same load):
 
    * ``plain``: :mod:`gmlib.methods.dc_reference` (whole real batches, float32, one backward of
      the summed loss, plain inner-loop SGD), as the authors' code computes it;
-   * ``gmlib exact``: :class:`gmlib.methods.dc.DCMethod` with ``precision='fp32'``;
-   * ``gmlib``: ``DCMethod`` with the defaults (``precision='auto'``: bfloat16 first-order passes on
-     CPUs that compute it natively, see :mod:`gmlib.precision`).
+   * ``gmlib exact``: :class:`gmlib.methods.dc.DCMethod` with ``precision='fp32', compile=False``;
+   * ``gmlib``: ``DCMethod`` with the defaults of a run of DC's 1000 iterations (``'auto'``: on a
+     CPU with native bfloat16 and a C++ compiler, bfloat16 first-order passes, compiled; see
+     :mod:`gmlib.first_order`). Compiling happens once per process, in the warm-up; its seconds
+     are reported on their own.
 
    At 1 image per class an iteration is one outer step, timed end to end. At 10 it is 10 outer
    steps with 50 inner epochs between them (DC's loops): one outer step and one 50-epoch inner
@@ -20,7 +22,9 @@ implementation in the same process (interleaved, so both see the same load):
 
    * ``plain``: one model after another, whole batches, float32, the augmentation one image at a
      time as the reference does it, the test pass in batches of 256;
-   * ``gmlib``: :func:`gmlib.evaluate.evaluate_set` with its defaults.
+   * ``gmlib``: :func:`gmlib.evaluate.evaluate_set` with the defaults of one call evaluating all
+     ``--models`` models (with 10 or more, 'auto' compiles where it can), one model per call so
+     that the two paths interleave; the compilation, once per process, is reported on its own.
 
    The same model seeds for both; their accuracies must agree within the spread over models.
 
@@ -40,6 +44,7 @@ Writes benchmarks/results/speed_<device>.json (``--out``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import statistics
@@ -56,6 +61,7 @@ from gmlib.data import load_dataset
 from gmlib.distances import get_distance
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
+from gmlib.first_order import EXACT, FirstOrder, first_order_for
 from gmlib.methods.dc import DCMethod
 from gmlib.methods.dc_config import MatchingConfig
 from gmlib.methods.dc_reference import reference_outer_step, reference_train_network
@@ -106,8 +112,10 @@ def matching_paths(dataset, ipc: int) -> dict[str, dict[str, Callable[[], Any]]]
     and one outer step) and, when DC trains between steps, 'inner' (one inner phase)."""
     config = MatchingConfig(ipc=ipc, network_kwargs=NETWORK)
     outer_loop, inner_loop = config.loops
-    methods = {name: DCMethod(dataset, config.replace(precision=precision, outer_loop=1), 0, torch.device("cpu"))
-               for name, precision in (("gmlib exact", "fp32"), ("gmlib", "auto"))}
+    variants = {"gmlib exact": config.replace(precision="fp32", compile=False), "gmlib": config}
+    methods = {name: DCMethod(dataset, variant, 0, torch.device("cpu")) for name, variant in variants.items()}
+    for method in methods.values():  # time one outer step (the passes are resolved for the whole run)
+        method.config = method.config.replace(outer_loop=1)
     images = methods["gmlib"].synthetic.images.detach().clone()
     labels = methods["gmlib"].synthetic.labels
     distance = get_distance(config.distance)
@@ -122,26 +130,25 @@ def matching_paths(dataset, ipc: int) -> dict[str, dict[str, Callable[[], Any]]]
     def gmlib_step(method: DCMethod) -> Callable[[], Any]:
         return lambda: method.iteration(next(counter), iteration_generator(1, next(counter)))
 
-    paths = {"plain": {"step": plain_step}}
+    paths: dict[str, dict[str, Callable[[], Any]]] = {"plain": {"step": plain_step}}
     paths.update({name: {"step": gmlib_step(method)} for name, method in methods.items()})
     if outer_loop > 1:
-        def inner_phase(precision: str | None) -> Callable[[], Any]:
+        def inner_phase(method: DCMethod | None) -> Callable[[], Any]:
             def run() -> None:
                 generator = iteration_generator(2, next(counter))
                 net = get_network("convnet", 1, 10, 28, seed=1, **NETWORK)
-                if precision is None:
+                if method is None:
                     reference_train_network(net, images, labels, epochs=inner_loop, batch_size=config.batch_train,
                                             lr=config.lr_net, generator=generator)
                 else:
-                    method = methods["gmlib"]
                     train_inner(net, images, labels, epochs=inner_loop, batch_size=config.batch_train,
                                 lr=config.lr_net, generator=generator, chunk_size=method.chunk_size,
-                                precision=precision)
+                                passes=method.passes)
             return run
 
         paths["plain"]["inner"] = inner_phase(None)
-        paths["gmlib exact"]["inner"] = inner_phase("fp32")
-        paths["gmlib"]["inner"] = inner_phase(methods["gmlib"].precision)
+        for name, method in methods.items():
+            paths[name]["inner"] = inner_phase(method)
     return paths
 
 
@@ -153,22 +160,26 @@ def real_gradient_agreement(dataset) -> dict[str, float]:
     net = get_network("convnet", 1, 10, 28, seed=3, **NETWORK)
     params = list(net.parameters())
     batch = dataset.class_batches(256, torch.Generator().manual_seed(3))[4]
-    flat = {p: torch.cat([g.flatten() for g in real_gradient(net, params, batch, 4, 32, p)]) for p in ("fp32", "bf16")}
+    flat = {name: torch.cat([g.flatten() for g in real_gradient(net, params, batch, 4, 32, passes)])
+            for name, passes in (("fp32", EXACT), ("bf16", FirstOrder("bf16")))}
     difference = (flat["bf16"] - flat["fp32"]).norm() / flat["fp32"].norm()
     return {"relative_error": float(difference), "cosine": float(F.cosine_similarity(flat["bf16"], flat["fp32"], dim=0))}
+
+
+def describe_passes(dataset, ipc: int) -> str:
+    return DCMethod(dataset, MatchingConfig(ipc=ipc, network_kwargs=NETWORK), 0, torch.device("cpu")).passes.describe()
 
 
 def time_matching(dataset, ipc: int, repeats: int) -> dict[str, Any]:
     outer_loop, inner_loop = MatchingConfig(ipc=ipc).loops
     paths = matching_paths(dataset, ipc)
-    for pieces in paths.values():  # warm-up: first calls allocate and pick kernels
-        for piece in pieces.values():
-            piece()
+    warm_up = {name: sum(timed(piece) for piece in pieces.values()) for name, pieces in paths.items()}  # and compile
     runs = {piece: interleaved({name: pieces[piece] for name, pieces in paths.items()}, repeats)
             for piece in paths["plain"]}
     seconds = {name: outer_loop * median(runs["step"][name])
                + (outer_loop - 1) * (median(runs["inner"][name]) if "inner" in runs else 0.0) for name in paths}
     return {"ipc": ipc, "outer_loop": outer_loop, "inner_loop": inner_loop, "batch_real": 256,
+            "passes": describe_passes(dataset, ipc), "warm_up_seconds": warm_up,
             "seconds_per_iteration": seconds, "runs_seconds": runs,
             "speedup_over_plain": {name: seconds["plain"] / s for name, s in seconds.items()}}
 
@@ -208,21 +219,30 @@ def time_evaluation(dataset, models: int, epochs: int | None) -> dict[str, Any]:
     test_images, test_labels = dataset.test_images, dataset.test_labels
     accuracies: dict[str, list[float]] = {"plain": [], "gmlib": []}
     runs: dict[str, list[float]] = {"plain": [], "gmlib": []}
+    # What one evaluate_set call of all the models would run ('auto' weighs the whole job).
+    net = get_network(config.network, 1, 10, 28, seed=0, **dict(config.network_kwargs))
+    passes = first_order_for("auto", "auto", "cpu", net, models * (config.num_epochs * len(images) + len(test_images)))
+    start = time.perf_counter()  # the warm-up: compiles, once per process, when compiling
+    # 48 test images: a full chunk of 32 and the last, smaller chunk of the 10,000 (16).
+    evaluate_set(images, labels, test_images[:48], test_labels[:48], dataclasses.replace(config, epochs=1), 1, 0,
+                 precision=passes.precision, compile=passes.compile)
+    warm_up = time.perf_counter() - start
     for k in range(models):  # interleaved model by model
         for name in ("plain", "gmlib") if k % 2 == 0 else ("gmlib", "plain"):
             start = time.perf_counter()
             if name == "plain":
                 accuracies[name].append(plain_evaluate_one(images, labels, test_images, test_labels, config, k))
             else:
-                result = evaluate_set(images, labels, test_images, test_labels, config, 1, 0, first_model=k)
+                result = evaluate_set(images, labels, test_images, test_labels, config, 1, 0, first_model=k,
+                                      precision=passes.precision, compile=passes.compile)
                 accuracies[name] += result.accuracies
-                precision = result.precision
             runs[name].append(time.perf_counter() - start)
     seconds = {name: median(values) for name, values in runs.items()}
     summary = {name: {"mean": statistics.fmean(a), "std": statistics.pstdev(a)} for name, a in accuracies.items()}
     spread = max(summary["plain"]["std"], summary["gmlib"]["std"])
     return {"set": str(STORED_SET.relative_to(ROOT)), "models": models, "epochs": config.num_epochs,
-            "augment": config.augment, "test_images": len(test_images), "gmlib_precision": precision,
+            "augment": config.augment, "test_images": len(test_images), "gmlib_passes": passes.describe(),
+            "gmlib_warm_up_seconds": warm_up,
             "seconds_per_model": seconds, "runs_seconds": runs, "speedup_over_plain": seconds["plain"] / seconds["gmlib"],
             "accuracies": accuracies, "accuracy": summary,
             "equal_accuracy": abs(summary["plain"]["mean"] - summary["gmlib"]["mean"]) <= spread}
@@ -250,7 +270,7 @@ def distillation_check() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timings per path and piece (median)")
-    parser.add_argument("--models", type=int, default=6, help="evaluation models per path (at least 5)")
+    parser.add_argument("--models", type=int, default=10, help="evaluation models per path (at least 5)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repeat, ipc 1 only, 2 models of 20 epochs (ratios not meaningful)")
     parser.add_argument("--out", default=None, help="JSON report (default: benchmarks/results/speed_cpu.json)")
@@ -286,12 +306,13 @@ def print_report(report: dict[str, Any]) -> None:
           f"cosine {agreement['cosine']:.6f}")
     for row in report["matching"]:
         seconds, ratio = row["seconds_per_iteration"], row["speedup_over_plain"]
-        print(f"DC iteration, ipc {row['ipc']} (loops {row['outer_loop']}/{row['inner_loop']}): "
+        print(f"DC iteration, ipc {row['ipc']} (loops {row['outer_loop']}/{row['inner_loop']}; gmlib {row['passes']}, "
+              f"warm-up incl. compiling {row['warm_up_seconds']['gmlib']:.0f} s): "
               + ", ".join(f"{name} {seconds[name]:.2f} s ({ratio[name]:.2f}x)" for name in seconds))
     ev = report["evaluation"]
     acc = ev["accuracy"]
     print(f"evaluation per model ({ev['epochs']} epochs, {ev['augment']} augmentation, {ev['test_images']} test images): "
-          f"plain {ev['seconds_per_model']['plain']:.1f} s, gmlib ({ev['gmlib_precision']}) "
+          f"plain {ev['seconds_per_model']['plain']:.1f} s, gmlib ({ev['gmlib_passes']}) "
           f"{ev['seconds_per_model']['gmlib']:.1f} s: {ev['speedup_over_plain']:.2f}x")
     print(f"  accuracy over {ev['models']} models each: plain {100 * acc['plain']['mean']:.2f} +- "
           f"{100 * acc['plain']['std']:.2f} %, gmlib {100 * acc['gmlib']['mean']:.2f} +- {100 * acc['gmlib']['std']:.2f} % "

@@ -164,10 +164,10 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
     if args.method != "mtt" and _given(args, _MTT_ONLY):
         raise ValueError(f"{_given(args, _MTT_ONLY)[0]} is an option of trajectory matching (--method mtt), "
                          f"not of --method {args.method}")
-    if args.compile and args.method != "dm":
-        raise ValueError(f"--compile is an option of distribution matching (--method dm), not of --method {args.method}")
+    if args.compile is not None and args.method == "mtt":
+        raise ValueError("--compile is an option of dc, dsa and dm, not of --method mtt")
     if args.method == "dm":
-        overrides["compile"] = args.compile
+        overrides["compile"] = bool(args.compile)
     if args.method in ("dm", "mtt"):
         given = _given(args, _MATCHING_ONLY) + (_given(args, ("batch_real",)) if args.method == "mtt" else [])
         if given:
@@ -185,6 +185,7 @@ def _distill_config(args: argparse.Namespace, profile: Any, buffer: Any = None):
         optional.pop("batch_real")
     elif args.method != "dm":
         overrides.update(method=args.method, distance=args.distance, engine=args.engine, precision=args.precision,
+                         compile="auto" if args.compile is None else args.compile,
                          match_level=args.match_level, level_weight=args.level_weight, per_class=args.per_class,
                          inner_steps=args.inner_steps, hessian_weight=args.hessian_weight,
                          hessian_kind=args.hessian_kind, hessian_loss=args.hessian_loss)
@@ -360,11 +361,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     models = args.models or profile.eval_models
     results = evaluate_across_networks(images, labels, dataset.test_images, dataset.test_labels, args.networks,
                                        config, models, args.seed, num_classes=syn.num_classes, device=device,
-                                       progress=args.progress, precision=args.precision)
+                                       progress=args.progress, precision=args.precision,
+                                       compile="auto" if args.compile is None else args.compile)
     report: dict[str, Any] = {
         "set": str(args.set), "dataset": syn.dataset, "ipc": syn.ipc, "profile": profile.name, "seed": args.seed,
         "models": models, "protocol": args.protocol, "learned_lr": args.learned_lr, "format": layout,
-        "source": syn.metadata.get("source"), "device": str(device), "precision": None,
+        "source": syn.metadata.get("source"), "device": str(device), "passes": None,
         "hardware": describe_hardware(device),
         "versions": library_versions(), "results": {},
     }
@@ -372,7 +374,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name}: {100 * result.mean:.2f} +- {100 * result.std:.2f} % ({result.num_models} models, "
               f"{result.config.num_epochs} epochs, augment {result.config.augment}, "
               f"{result.seconds_per_model:.1f} s/model)")
-        report["precision"] = result.precision
+        report["passes"] = result.passes
         report["results"][name] = {"mean": result.mean, "std": result.std, "accuracies": result.accuracies,
                                    "seconds_per_model": result.seconds_per_model, "config": result.config.as_dict()}
     for network, accuracies in (syn.metadata.get("source") or {}).get("reported", {}).items():
@@ -533,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
     from gmlib.methods.inner_loop import INNER_STEP_POLICIES
     from gmlib.networks import NETWORK_NAMES
-    from gmlib.precision import PRECISIONS
+    from gmlib.first_order import PRECISIONS
     from gmlib.synthetic import INIT_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m gmlib", description="gmlib: dataset distillation by gradient matching")
@@ -595,9 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                          help="continue from OUT/checkpoint.pt when it exists; a checkpoint of other settings "
                               "or another seed is refused; --no-resume starts over")
-    distill.add_argument("--compile", action="store_true",
-                         help="dm only: run the network's passes through torch.compile (the first iteration "
-                              "compiles; needs a C++ compiler on a CPU)")
+    distill.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                         help="run the network's first-order passes through torch.compile (the first iteration "
+                              "compiles; needs a C++ compiler on a CPU); default: dc and dsa compile on a CPU when "
+                              "the run is long enough to pay for it, dm does not")
     distill.add_argument("--engine", default="auto", choices=ENGINES,
                          help="how per-class gradients are computed: loop or batched (vmap); auto = batched on "
                               "CUDA, loop on CPU; same result up to rounding (default: %(default)s)")
@@ -705,6 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--precision", default="auto", choices=PRECISIONS,
                           help="arithmetic of training and testing: auto = bf16 on CPUs with native bfloat16, "
                                "else fp32; fp32 is the exact path (default: %(default)s)")
+    evaluate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                          help="run training and testing through torch.compile (needs a C++ compiler on a CPU); "
+                               "default: on a CPU when the evaluation is long enough to pay for it")
     evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
     _add_set_source(evaluate, FORMATS, DATASET_NAMES)
     _add_common(evaluate)

@@ -158,7 +158,7 @@ class EvalResult:
     networks: list[nn.Module] = field(default_factory=list, repr=False)
     # Per model, (epochs trained, test accuracy) during training when evaluate_set(test_every=...).
     curves: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
-    precision: str = "fp32"  # of the training and testing passes (gmlib.precision)
+    passes: str = "fp32"  # how training and testing ran: precision[, compiled] (gmlib.first_order)
 
     @property
     def num_models(self) -> int:
@@ -174,7 +174,7 @@ class EvalResult:
             f"{accuracy} "
             f"({self.config.num_epochs} epochs, augment {self.config.augment}, seed {self.seed}, "
             f"{self.seconds_per_model:.1f} s/model on {self.device}, {self.method}"
-            + (")" if self.precision == "fp32" else f", {self.precision})")
+            + (")" if self.passes == "fp32" else f", {self.passes})")
         )
 
 

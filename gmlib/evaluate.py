@@ -47,7 +47,7 @@ from gmlib.eval_config import (
     EvalResult,
 )
 from gmlib.networks import filter_network_kwargs, get_network, has_batchnorm
-from gmlib.precision import first_order, resolve_precision
+from gmlib.first_order import FirstOrder, first_order_for
 from gmlib.progress import progress_bar
 from gmlib.randomness import draw_seed
 from gmlib.runinfo import resolve_device
@@ -89,7 +89,7 @@ def _evaluate_sequential(
     config: EvalConfig,
     chunk_size: int | None,
     progress: bool,
-    precision: str,
+    passes: FirstOrder,
     test_every: int | None = None,
 ) -> tuple[list[float], list[list[tuple[int, float]]]]:
     """Train and test the models one after another; with ``test_every``, also test each one every
@@ -101,11 +101,11 @@ def _evaluate_sequential(
 
         def test_during_training(epoch: int, lr: float, net: nn.Module = net, curve: list = curve) -> None:
             if test_every and epoch and epoch % test_every == 0:  # called before epoch `epoch`: after `epoch` epochs
-                curve.append((epoch, test_accuracy(net, data.test_images, data.test_labels, chunk_size, precision)))
+                curve.append((epoch, test_accuracy(net, data.test_images, data.test_labels, chunk_size, passes)))
 
         train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size,
-                      on_epoch=test_during_training if test_every else None, precision=precision)
-        accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size, precision))
+                      on_epoch=test_during_training if test_every else None, passes=passes)
+        accuracies.append(test_accuracy(net, data.test_images, data.test_labels, chunk_size, passes))
         if test_every:
             curves.append(curve + [(config.num_epochs, accuracies[-1])])
         bar.update()
@@ -121,7 +121,7 @@ def _evaluate_batched(
     config: EvalConfig,
     chunk_size: int | None,
     progress: bool,
-    precision: str,
+    passes: FirstOrder,
 ) -> list[float]:
     """Train all ``nets`` at once: their parameters are stacked along a new leading dimension
     and one vmapped forward/backward serves every model.
@@ -159,7 +159,7 @@ def _evaluate_batched(
                     augment(x[k], config.augment, generators[k], dsa_strategy=config.dsa_strategy, classic=config.classic)
                     for k in range(num_models)
                 ])
-            with first_order(precision, x.device):
+            with passes.context(x.device):  # vmapped: never compiled
                 logits = forward_all(params, buffers, x)
                 losses = F.cross_entropy(logits.flatten(0, 1), data.labels[batch].flatten(), reduction="none")
                 loss = losses.view(num_models, -1).mean(dim=1).sum()
@@ -176,7 +176,7 @@ def _evaluate_batched(
 
     # Testing needs no vmap: a chunk of test images already fills the device, and vmapped
     # (grouped) convolutions measured 1.5x slower than plain ones on CPU.
-    return [test_accuracy(net, data.test_images, data.test_labels, chunk_size, precision) for net in nets]
+    return [test_accuracy(net, data.test_images, data.test_labels, chunk_size, passes) for net in nets]
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +283,7 @@ def evaluate_set(
     progress: bool = False,
     test_every: int | None = None,
     precision: str = "auto",
+    compile: bool | str = "auto",
 ) -> EvalResult:
     """Evaluate an image set: train ``num_models`` fresh networks on it, test each one.
 
@@ -298,9 +299,9 @@ def evaluate_set(
     ``test_every`` also tests each model every that many epochs of its training (sequential path;
     training is unchanged): ``result.curves[k]`` lists (epochs trained, accuracy) for model k,
     ending with its final accuracy, so a best-of-training report can be set beside the final one.
-    ``precision`` of the training and testing passes (:mod:`gmlib.precision`): 'auto' (bfloat16
-    on CPUs that compute it natively, float32 elsewhere), 'fp32' (the exact path) or 'bf16'; it
-    is recorded in ``result.precision``.
+    ``precision`` ('auto', 'fp32': the exact path, 'bf16') and ``compile`` ('auto', True, False)
+    say how the training and testing passes run (:mod:`gmlib.first_order`; 'auto' compiles an
+    evaluation that trains and tests enough images); ``result.passes`` records what they resolved to.
     """
     if not is_int(num_models) or num_models < 1:
         raise ValueError(f"num_models must be an integer >= 1, got {num_models!r}")
@@ -320,13 +321,14 @@ def evaluate_set(
             raise ValueError("test_every tests each model during its training, which only the sequential path does; "
                              "use batched='auto' or False")
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
     data = _prepare_data(images, labels, test_images, test_labels, config, num_classes, device)
 
     start = time.perf_counter()
     seeds = [model_seeds(seed, k) for k in range(first_model, first_model + num_models)]
     nets = [_build_network(config, tuple(data.images.shape[1:]), data.num_classes, s[0]).to(device) for s in seeds]
     generators = [torch.Generator().manual_seed(s[1]) for s in seeds]
+    work = num_models * (config.num_epochs * data.images.shape[0] + data.test_images.shape[0])
+    passes = first_order_for(precision, compile, device, nets[0], work)
     obstacle = batching_obstacle(nets[0])
     if batched is True and obstacle is not None:
         raise ValueError(
@@ -338,7 +340,7 @@ def evaluate_set(
 
     curves: list[list[tuple[int, float]]] = []
     if method == "sequential":
-        accuracies, curves = _evaluate_sequential(nets, generators, data, config, chunk_size, progress, precision,
+        accuracies, curves = _evaluate_sequential(nets, generators, data, config, chunk_size, progress, passes,
                                                    test_every)
     else:
         models_per_group = max(1, max_batched_images // min(data.images.shape[0], config.batch_size))
@@ -346,7 +348,7 @@ def evaluate_set(
         for first in range(0, num_models, models_per_group):
             group = slice(first, first + models_per_group)
             accuracies += _evaluate_batched(nets[group], generators[group], data, config, chunk_size, progress,
-                                            precision)
+                                            passes)
     seconds = time.perf_counter() - start
 
     return EvalResult(
@@ -361,7 +363,7 @@ def evaluate_set(
         num_test_images=data.test_images.shape[0],
         networks=nets if keep_networks else [],
         curves=curves,
-        precision=precision,
+        passes=passes.describe(),
     )
 
 
@@ -415,21 +417,22 @@ def train_on_whole_set(
     chunk_size: int | None = None,
     progress: bool = True,
     precision: str = "auto",
+    compile: bool | str = "auto",
 ) -> WholeSetResult:
     """Train one network on a whole training set (the "whole set" baseline) and test it.
 
     Same optimiser, schedule, augmentation and seeding as :func:`evaluate_set` (model 0 of
-    ``seed``), for ``epochs`` epochs of shuffled minibatches, at ``precision`` (as there).
+    ``seed``), for ``epochs`` epochs of shuffled minibatches, at ``precision`` and ``compile`` (as there).
     """
     config = dataclasses.replace(config, epochs=epochs)
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
     data = _prepare_data(images, labels, test_images, test_labels, config, num_classes, device)
     start = time.perf_counter()
     init_seed, data_seed = model_seeds(seed, 0)
     net = _build_network(config, tuple(data.images.shape[1:]), data.num_classes, init_seed).to(device)
     generator = torch.Generator().manual_seed(data_seed)
+    passes = first_order_for(precision, compile, device, net, epochs * data.images.shape[0] + data.test_images.shape[0])
     train_network(net, data.images, data.labels, config, generator, chunk_size=chunk_size, progress=progress,
-                  precision=precision)
-    accuracy = test_accuracy(net, data.test_images, data.test_labels, chunk_size, precision)
+                  passes=passes)
+    accuracy = test_accuracy(net, data.test_images, data.test_labels, chunk_size, passes)
     return WholeSetResult(net=net, accuracy=accuracy, seconds=time.perf_counter() - start)

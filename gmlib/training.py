@@ -14,7 +14,7 @@ from gmlib.augment import augment
 from gmlib.checks import check_int
 from gmlib.eval_config import LR_DECAY_FACTOR, EvalConfig
 from gmlib.networks import has_batchnorm
-from gmlib.precision import first_order
+from gmlib.first_order import EXACT, FirstOrder
 from gmlib.progress import progress_bar
 from gmlib.randomness import global_rng_from
 
@@ -79,7 +79,7 @@ def train_network(
     chunk_size: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     progress: bool = False,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
 ) -> nn.Module:
     """Train ``net`` in place on (images, labels) with the protocol's optimiser and schedule.
 
@@ -91,7 +91,7 @@ def train_network(
     ``chunk_size`` only changes speed: each batch's gradient is accumulated over chunks of that
     many images (the same gradient up to rounding; skipped for BatchNorm networks, whose batch
     statistics would change). ``None`` = :data:`CPU_CHUNK_SIZE` on CPU, whole batches elsewhere.
-    ``precision`` 'bf16' runs forward and backward in bfloat16 autocast (:mod:`gmlib.precision`);
+    ``passes`` says how forward and backward run (bfloat16, compiled: :mod:`gmlib.first_order`);
     the weights and the optimiser stay float32.
     """
     if chunk_size is None:
@@ -100,7 +100,7 @@ def train_network(
     if has_batchnorm(net):
         chunk_size = config.batch_size
     with global_rng_from(generator):  # dropout draws from the global RNG
-        _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress, precision)
+        _train_loop(net, images, labels, config, generator, chunk_size, on_epoch, progress, passes)
     return net
 
 
@@ -113,7 +113,7 @@ def _train_loop(
     chunk_size: int,
     on_epoch: Callable[[int, float], None] | None,
     progress: bool,
-    precision: str,
+    passes: FirstOrder,
 ) -> None:
     epochs = config.num_epochs
     optimizer = protocol_sgd(net.parameters(), config)
@@ -127,7 +127,7 @@ def _train_loop(
         for batch in order.split(config.batch_size):
             x = augment(images[batch], config.augment, generator, dsa_strategy=config.dsa_strategy, classic=config.classic)
             optimizer.zero_grad(set_to_none=True)
-            loss = _accumulate_gradient(net, x, labels[batch], chunk_size, precision)
+            loss = _accumulate_gradient(net, x, labels[batch], chunk_size, passes)
             optimizer.step()
         bar.update()
         if progress:  # .item() waits for the device: only pay for it when the bar shows
@@ -135,13 +135,12 @@ def _train_loop(
     bar.close()
 
 
-def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int, precision: str) -> Tensor:
+def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int, passes: FirstOrder) -> Tensor:
     """Backpropagate the batch's mean cross-entropy, ``chunk_size`` images at a time; returns
     the (detached) batch loss."""
     total = torch.zeros((), device=x.device)
     for x_chunk, y_chunk in zip(x.split(chunk_size), y.split(chunk_size)):
-        with first_order(precision, x.device):
-            loss = F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / x.shape[0]
+        loss = F.cross_entropy(passes.logits(net, x_chunk), y_chunk, reduction="sum") / x.shape[0]
         loss.backward()
         total += loss.detach()
     return total
@@ -149,12 +148,12 @@ def _accumulate_gradient(net: nn.Module, x: Tensor, y: Tensor, chunk_size: int, 
 
 
 def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batch_size: int | None = None,
-                  precision: str = "fp32") -> float:
+                  passes: FirstOrder = EXACT) -> float:
     """Fraction of ``test_images`` that ``net`` classifies correctly (eval mode, no autograd).
 
     The images go through in chunks of ``batch_size``: ``None`` = :data:`CPU_CHUNK_SIZE` on CPU
-    (cache-sized chunks are fastest there) and :data:`GPU_TEST_CHUNK_SIZE` elsewhere; ``precision``
-    'bf16' runs them in bfloat16 autocast (:mod:`gmlib.precision`). The network's train/eval mode
+    (cache-sized chunks are fastest there) and :data:`GPU_TEST_CHUNK_SIZE` elsewhere; ``passes``
+    says how they run (bfloat16, compiled: :mod:`gmlib.first_order`). The network's train/eval mode
     is restored afterwards.
     """
     if test_images.shape[0] == 0:
@@ -165,9 +164,9 @@ def test_accuracy(net: nn.Module, test_images: Tensor, test_labels: Tensor, batc
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=test_labels.device)
-    with torch.inference_mode(), first_order(precision, test_images.device):
+    with torch.inference_mode():
         for x, y in zip(test_images.split(batch_size), test_labels.split(batch_size)):
-            correct += (net(x).argmax(dim=1) == y).sum()
+            correct += (passes.logits(net, x).argmax(dim=1) == y).sum()
     net.train(was_training)
     return correct.item() / test_images.shape[0]
 

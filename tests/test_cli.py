@@ -49,10 +49,10 @@ def test_help_explains_every_option(capsys) -> None:
     for command, options in [
         ("distill", ["--dataset", "--ipc", "--method", "--profile", "--seed", "--iterations", "--init", "--out",
                      "--checkpoint-every", "--resume", "--no-resume", "--width", "--batch-real", "--distance",
-                     "--eval-at", "--device", "--engine", "--precision", "--match-level", "--level-weight", "--no-per-class",
+                     "--eval-at", "--device", "--engine", "--precision", "--compile", "--no-compile", "--match-level", "--level-weight", "--no-per-class",
                      "--inner-steps", "--hessian-weight", "--hessian-kind", "--hessian-loss"]),
         ("evaluate", ["--networks", "--models", "--profile", "--seed", "--json", "--epochs", "--augment", "--precision",
-                      "--format",
+                      "--compile", "--format",
                       "--dataset", "--experiment", "--tag"]),
         ("convert", ["--to", "--format", "--dataset", "--experiment", "--tag"]),
     ]:
@@ -137,14 +137,16 @@ def test_distill_takes_its_configuration_from_the_presets(tmp_path) -> None:
     assert dm == dm_config(profile, 10, "mnist", lr_img=2.0)
     assert dm.init == "real" and dm.iterations == profile.dm_iterations and dm.eval_config.augment == "dsa"
     assert not dm.compile and config("--method", "dm", "--compile").compile
+    assert config().compile == "auto" and config("--no-compile").compile is False and config("--compile").compile
+    assert config("--precision", "fp32").precision == "fp32" and config().precision == "auto"
 
 
 def test_distill_refuses_gradient_matching_options_for_dm(tmp_path, capsys) -> None:
     for option in (["--outer-loop", "3"], ["--distance", "mse"], ["--no-per-class"]):
         assert gmlib("distill", "--dataset", "mnist", "--method", "dm", "--out", str(tmp_path / "x"), *option) == 2
         assert f"{option[0].replace('no-', '')} is an option of gradient matching" in capsys.readouterr().err
-    assert gmlib("distill", "--dataset", "mnist", "--method", "dsa", "--compile", "--out", str(tmp_path / "x")) == 2
-    assert "--compile is an option of distribution matching (--method dm), not of --method dsa" in capsys.readouterr().err
+    assert gmlib("distill", "--dataset", "mnist", "--method", "mtt", "--compile", "--out", str(tmp_path / "x")) == 2
+    assert "--compile is an option of dc, dsa and dm, not of --method mtt" in capsys.readouterr().err
 
 
 def test_distill_dm_runs_resumes_and_extends(tmp_path, capsys) -> None:

@@ -60,7 +60,7 @@ from gmlib.methods.dc_variants import (
 from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
 from gmlib.networks import has_batchnorm
-from gmlib.precision import resolve_precision
+from gmlib.first_order import EXACT, FirstOrder, first_order_for
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
@@ -170,7 +170,7 @@ def dc_iteration(dc: "DCMethod", it: int, generator: torch.Generator) -> Step:
                 real_c, syn_c = real.batches[c], syn.images[c * syn.ipc:(c + 1) * syn.ipc]
                 if real.siamese is not None:  # DSA: the SAME draw for both (unless dsa_siamese=False)
                     real_c, syn_c = real.siamese[c](real_c), real.siamese[c](syn_c)
-                g_real = real_gradient(net, params, real_c, c, dc.chunk_size, dc.precision)  # a constant target
+                g_real = real_gradient(net, params, real_c, c, dc.chunk_size, dc.passes)  # a constant target
                 g_syn = synthetic_gradient(net, params, syn_c, c)
                 d_c = dc.distance(g_syn, g_real)
                 d_c.backward()  # D_c depends only on S_c (BN frozen): free its graph now
@@ -220,7 +220,7 @@ Variant = Callable[["DCMethod", nn.Module, RealBatch], StepLosses]
 def levels_step(dc: "DCMethod", net: nn.Module, real: RealBatch, level: str) -> StepLosses:
     """Seed 002's inter-class and multi-level objectives and seed 000's curvature term."""
     return loop_step_backward(net, dc.synthetic.images, dc.synthetic.ipc, real.batches, dc.distance,
-                              augmentations=real.siamese, chunk_size=dc.chunk_size, precision=dc.precision,
+                              augmentations=real.siamese, chunk_size=dc.chunk_size, passes=dc.passes,
                               level=level,
                               level_weight=dc.config.level_weight, curvature=dc.curvature)
 
@@ -229,7 +229,7 @@ def mixed_step(dc: "DCMethod", net: nn.Module, real: RealBatch) -> StepLosses:
     """Seed 003's not-per-class matching: the whole set against one mixed real batch."""
     syn = dc.synthetic
     return mixed_step_backward(net, syn.images, syn.labels, real.images, real.labels, dc.distance,
-                               augmentation=real.siamese, chunk_size=dc.chunk_size, precision=dc.precision,
+                               augmentation=real.siamese, chunk_size=dc.chunk_size, passes=dc.passes,
                                curvature=dc.curvature)
 
 
@@ -239,7 +239,7 @@ def batched_step(dc: "DCMethod", net: nn.Module, real: RealBatch) -> StepLosses:
     syn = dc.synthetic
     try:
         losses = batched_losses(net, syn.images, syn.ipc, real.batches, dc.distance, real.siamese, MAX_BATCHED_IMAGES,
-                                dc.precision)
+                                dc.passes)
     except torch.cuda.OutOfMemoryError:
         warnings.warn("the batched matching engine ran out of GPU memory; continuing with engine='loop'",
                       RuntimeWarning, stacklevel=2)
@@ -262,6 +262,15 @@ def choose_variant(config: MatchingConfig, engine: str, level: str) -> Variant |
 # --------------------------------------------------------------------------------------------
 # The method on the run scaffold
 # --------------------------------------------------------------------------------------------
+
+
+def first_order_images(config: MatchingConfig, dataset: ImageDataset) -> int:
+    """Images a run passes through its first-order passes: the real batches of every outer step
+    and the synthetic set of every inner epoch (what 'auto' weighs against compiling's cost)."""
+    outer_loop, inner_loop = config.loops
+    per_iteration = outer_loop * dataset.num_classes * config.batch_real
+    per_iteration += (outer_loop - 1) * inner_loop * dataset.num_classes * config.ipc
+    return config.iterations * per_iteration
 
 
 def resolve_engine(engine: str, device: torch.device, dc_options: bool = True) -> str:
@@ -290,18 +299,21 @@ class DCMethod(PixelMethod):
         self.distance = get_distance(config.distance)
         self.engine = resolve_engine(config.engine, device, config.dc_options)
         self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
-        self.precision = resolve_precision(config.precision, device)  # of the first-order passes
+        # How the first-order passes run ('auto' resolved for this device, network and budget).
+        template = fresh_network(config.network, config.network_kwargs, self.dataset, torch.Generator(), device)
+        self.passes = first_order_for(config.precision, config.compile, device, template, first_order_images(config, dataset))
         self.curvature = None
         if config.hessian_weight > 0:
             self.curvature = CurvatureSpec(float(config.hessian_weight), config.hessian_loss, config.hessian_kind)
 
     def identity(self) -> dict[str, Any]:
         """The run's identity with the precision it computes in ('auto' resolved); float32, the
-        only arithmetic before the option existed, is left out, so that those runs still resume."""
+        only arithmetic before the option existed, is left out, so that those runs still resume.
+        Compiling changes only the rounding, like the chunk sizes: a run may continue either way."""
         data = super().identity()
-        del data["precision"]
-        if self.precision != "fp32":
-            data["precision"] = self.precision
+        del data["precision"], data["compile"]
+        if self.passes.precision != "fp32":
+            data["precision"] = self.passes.precision
         return data
 
     def variant(self, level: str) -> Variant | None:
@@ -321,13 +333,13 @@ class DCMethod(PixelMethod):
             trained = train_inner_until_overfit(net, images, labels, real.images, real.labels, max_epochs=epochs,
                                                 batch_size=config.batch_train, lr=config.lr_net, generator=generator,
                                                 augment=augment, chunk_size=self.chunk_size,
-                                                precision=self.precision)
+                                                passes=self.passes)
             log.epochs.append(trained.epochs)
             log.updates += trained.steps
         else:
             log.updates += train_inner(net, images, labels, epochs=epochs, batch_size=config.batch_train,
                                        lr=config.lr_net, generator=generator, augment=augment,
-                                       chunk_size=self.chunk_size, precision=self.precision)
+                                       chunk_size=self.chunk_size, passes=self.passes)
             log.epochs.append(epochs)
 
 
@@ -371,7 +383,7 @@ def matching_step_backward(
     augmentations: Sequence[Callable[[Tensor], Tensor]] | None = None,
     engine: str = "loop",
     chunk_size: int | None = None,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
     max_batched_images: int = MAX_BATCHED_IMAGES,
     level: str = "intra",
     level_weight: float | None = None,
@@ -383,8 +395,8 @@ def matching_step_backward(
     ``syn_images``: the class-ordered leaf tensor (classes * ipc, C, H, W); ``real_batches``:
     (classes, B, C, H, W); ``augmentations[c]`` (DSA) is applied to both sides of class ``c``;
     ``level`` 'intra', 'inter' or 'multi' (lambda = ``level_weight``, None = classes) with an
-    optional ``curvature`` term; ``engine`` 'loop' or 'batched' (DC's objective only); ``precision``
-    of the real gradients (:mod:`gmlib.precision`, already resolved).
+    optional ``curvature`` term; ``engine`` 'loop' or 'batched' (DC's objective only); ``passes``:
+    how the real gradients' passes run (:mod:`gmlib.first_order`).
     """
     check_one_of("engine", engine, ENGINES[1:])
     if real_batches.dim() != 5 or syn_images.shape[0] != len(real_batches) * ipc:
@@ -392,11 +404,11 @@ def matching_step_backward(
                          f"images; got {tuple(real_batches.shape)} and {tuple(syn_images.shape)}")
     if engine == "loop":
         return loop_step_backward(net, syn_images, ipc, real_batches, distance, augmentations=augmentations,
-                                  chunk_size=chunk_size, precision=precision, level=level, level_weight=level_weight, curvature=curvature)
+                                  chunk_size=chunk_size, passes=passes, level=level, level_weight=level_weight, curvature=curvature)
     if level != "intra" or curvature is not None:
         raise ValueError(f"engine='batched' computes only the intra-class objective without a curvature term "
                          f"(got level={level!r}, curvature={curvature!r}); use engine='loop'")
-    losses = batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images, precision)
+    losses = batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_batched_images, passes)
     return StepLosses(losses, None, None, losses.sum())
 
 

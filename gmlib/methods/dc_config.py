@@ -19,7 +19,7 @@ from gmlib.dsa import parse_dsa_strategy
 from gmlib.methods.dc_variants import MATCH_LEVELS
 from gmlib.methods.hessian import HESSIAN_KINDS, HESSIAN_LOSSES
 from gmlib.methods.inner_loop import INNER_STEP_POLICIES, custom_schedule
-from gmlib.precision import PRECISIONS
+from gmlib.first_order import PRECISIONS, check_compile
 from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES
 
@@ -79,10 +79,11 @@ class MatchingConfig(RunSettings):
     pairs so the config stays hashable). ``eval_at`` lists numbers of completed iterations after
     which to evaluate the current set (0 = the initialisation) with ``eval_config`` (None = the
     protocol's defaults for the distillation network) and ``eval_models`` models. ``engine`` only
-    changes speed and rounding (see the module docstring). ``precision`` is the arithmetic of the
-    first-order passes (real gradients, inner loop; :mod:`gmlib.precision`): 'auto' (bfloat16 on
-    CPUs that compute it natively, float32 elsewhere), 'fp32' (the exact path) or 'bf16'; the
-    synthetic images' second-order pass is always float32. The reference uses lr_img 0.01 for the
+    changes speed and rounding (see the module docstring). ``precision`` ('auto', 'fp32': the exact
+    path, 'bf16') and ``compile`` ('auto', True, False) say how the first-order passes run (real
+    gradients, inner loop; :mod:`gmlib.first_order`): 'auto' is bfloat16 on CPUs that compute it
+    natively and compiles runs long enough to pay for it; the synthetic images' second-order pass
+    is always float32 and eager. The reference uses lr_img 0.01 for the
     MLP; set it explicitly.
 
     Out-of-range values are refused. One in-range value only warns: an ``lr_img`` more than
@@ -116,6 +117,7 @@ class MatchingConfig(RunSettings):
     bn_real_per_class: int = 16
     engine: str = "auto"
     precision: str = "auto"
+    compile: bool | str = "auto"
     match_level: str = "intra"
     level_weight: float | None = None
     per_class: bool = True
@@ -148,6 +150,7 @@ class MatchingConfig(RunSettings):
         check_one_of("init", self.init, INIT_NAMES)
         check_one_of("engine", self.engine, ENGINES)
         check_one_of("precision", self.precision, PRECISIONS)
+        check_compile(self.compile)
         if self.dsa_strategy is not None:
             if self.method != "dsa":
                 raise ValueError(f"dsa_strategy={self.dsa_strategy!r} needs method='dsa' (got method={self.method!r})")

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.methods.hessian import curvature_term
-from gmlib.precision import first_order
+from gmlib.first_order import EXACT, FirstOrder
 
 MATCH_LEVELS = ("intra", "inter", "multi", "interleaved")
 
@@ -106,13 +106,13 @@ def _labels(c: int, n: int, device: torch.device) -> Tensor:
 
 
 def mean_loss_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor, labels: Tensor,
-                       chunk_size: int | None = None, precision: str = "fp32") -> list[Tensor]:
+                       chunk_size: int | None = None, passes: FirstOrder = EXACT) -> list[Tensor]:
     """grad_theta of the mean cross-entropy of (images, labels), detached (a constant target).
 
     With ``chunk_size`` the batch goes through in chunks whose gradients add up to the same mean
     (up to rounding): faster on CPU, where small chunks stay in cache. BatchNorm must be frozen
-    (eval) for chunks to be exact. ``precision`` 'bf16' runs the passes in bfloat16 autocast
-    (:mod:`gmlib.precision`; the gradients stay float32).
+    (eval) for chunks to be exact. ``passes`` says how the forward passes run (bfloat16, compiled:
+    :mod:`gmlib.first_order`; the gradients stay float32).
     """
     if chunk_size is None:
         chunks, label_chunks = [images], [labels]
@@ -120,8 +120,7 @@ def mean_loss_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor,
         chunks, label_chunks = images.split(chunk_size), labels.split(chunk_size)
     total: list[Tensor] | None = None
     for chunk, y in zip(chunks, label_chunks):
-        with first_order(precision, images.device):
-            loss = F.cross_entropy(net(chunk), y, reduction="sum") / len(images)
+        loss = F.cross_entropy(passes.logits(net, chunk), y, reduction="sum") / len(images)
         grads = torch.autograd.grad(loss, params)
         if total is None:
             total = list(grads)
@@ -132,13 +131,13 @@ def mean_loss_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor,
 
 
 def real_gradient(net: nn.Module, params: Sequence[Tensor], images: Tensor, c: int,
-                  chunk_size: int | None = None, precision: str = "fp32") -> list[Tensor]:
+                  chunk_size: int | None = None, passes: FirstOrder = EXACT) -> list[Tensor]:
     """grad_theta of the mean cross-entropy of ``images`` (all of class ``c``), detached.
 
     The real gradient is a constant target, so no graph is kept (see :func:`mean_loss_gradient`
-    for ``chunk_size`` and ``precision``).
+    for ``chunk_size`` and ``passes``).
     """
-    return mean_loss_gradient(net, params, images, _labels(c, len(images), images.device), chunk_size, precision)
+    return mean_loss_gradient(net, params, images, _labels(c, len(images), images.device), chunk_size, passes)
 
 
 def _curvature(spec: CurvatureSpec, params, g_real, g_syn, syn_logits, syn_labels, real_side) -> Tensor:
@@ -153,12 +152,12 @@ def _curvature(spec: CurvatureSpec, params, g_real, g_syn, syn_logits, syn_label
     return curvature_term(spec.kind, params, v, loss_grads, logits, labels, constant_curvature=True)
 
 
-def _real_side(net, params, real, labels, chunk_size, precision, curvature):
+def _real_side(net, params, real, labels, chunk_size, passes, curvature):
     """The real gradient (detached) and, for a curvature term of the real loss, what that term
     needs: its gradients WITH their graph, its logits and labels (in one float32 pass: no
     chunking, since that term is differentiated again)."""
     if curvature is None or curvature.loss != "real":
-        return mean_loss_gradient(net, params, real, labels, chunk_size, precision), None
+        return mean_loss_gradient(net, params, real, labels, chunk_size, passes), None
     logits = net(real)
     loss_grads = torch.autograd.grad(F.cross_entropy(logits, labels), params, create_graph=True)
     return [g.detach() for g in loss_grads], (loss_grads, logits, labels)
@@ -173,7 +172,7 @@ def loop_step_backward(
     *,
     augmentations: Sequence[Callable[[Tensor], Tensor]] | None = None,
     chunk_size: int | None = None,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
     level: str = "intra",
     level_weight: float | None = None,
     curvature: CurvatureSpec | None = None,
@@ -181,7 +180,7 @@ def loop_step_backward(
     """One matching step class by class (the algorithm box's loop), accumulating grad_S of the
     objective into ``syn_images.grad``. ``level`` is 'intra', 'inter' or 'multi' (resolve
     'interleaved' with :func:`level_of_iteration` first); ``level_weight`` None = C; ``chunk_size``
-    and ``precision``: the real gradients' (:func:`mean_loss_gradient`)."""
+    and ``passes``: the real gradients' (:func:`mean_loss_gradient`)."""
     if level not in ("intra", "inter", "multi"):
         raise ValueError(f"level must be 'intra', 'inter' or 'multi' here (resolve 'interleaved' per iteration "
                          f"with level_of_iteration), got {level!r}")
@@ -198,7 +197,7 @@ def loop_step_backward(
         real, syn = real_batches[c], syn_images[c * ipc:(c + 1) * ipc]
         if augmentations is not None:  # DSA: the SAME draw for the real and the synthetic batch
             real, syn = augmentations[c](real), augmentations[c](syn)
-        g_real, real_side = _real_side(net, params, real, _labels(c, len(real), real.device), chunk_size, precision,
+        g_real, real_side = _real_side(net, params, real, _labels(c, len(real), real.device), chunk_size, passes,
                                           curvature)
         syn_labels = _labels(c, ipc, syn.device)
         syn_logits = net(syn)
@@ -246,7 +245,7 @@ def mixed_step_backward(
     *,
     augmentation: Callable[[Tensor], Tensor] | None = None,
     chunk_size: int | None = None,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
     curvature: CurvatureSpec | None = None,
 ) -> StepLosses:
     """Not-per-class matching (seed 003, Table II): D(grad of the whole synthetic set, grad of one
@@ -256,7 +255,7 @@ def mixed_step_backward(
     real, syn = real_images, syn_images
     if augmentation is not None:
         real, syn = augmentation(real), augmentation(syn)
-    g_real, real_side = _real_side(net, params, real, real_labels, chunk_size, precision, curvature)
+    g_real, real_side = _real_side(net, params, real, real_labels, chunk_size, passes, curvature)
     syn_logits = net(syn)
     g_syn = torch.autograd.grad(F.cross_entropy(syn_logits, syn_labels), params, create_graph=True)
     distance_value = objective = distance(g_syn, g_real)

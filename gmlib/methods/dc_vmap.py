@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gmlib.precision import first_order
+from gmlib.first_order import EXACT, FirstOrder
 
 # At most this many images go through one vmap call: 10 classes x 256 real images (MNIST,
 # CIFAR-10 in one pass, about 8 GB for DC's ConvNet); more classes go in groups.
@@ -24,9 +24,10 @@ def per_class_distances(distance: Callable, g_syn: list[Tensor], g_real: list[Te
 
 
 def batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, max_images,
-                   precision: str = "fp32") -> Tensor:
+                   passes: FirstOrder = EXACT) -> Tensor:
     """The same losses, vectorised over classes with torch.func (per-class gradients via vmap);
-    the real gradients at ``precision`` (:mod:`gmlib.precision`), the synthetic ones in float32."""
+    the real gradients at the precision of ``passes`` (:mod:`gmlib.first_order`; vmap is never
+    compiled), the synthetic ones in float32."""
     from torch.func import functional_call, grad, vmap
 
     num_classes, batch = real_batches.shape[:2]
@@ -52,7 +53,7 @@ def batched_losses(net, syn_images, ipc, real_batches, distance, augmentations, 
             real, syn = torch.stack([r for r, _ in pairs]), torch.stack([s for _, s in pairs])
         y_real = classes[k, None].expand(-1, batch)
         y_syn = classes[k, None].expand(-1, ipc)
-        with first_order(precision, real.device):
+        with passes.context(real.device):
             g_real = per_class_grad(params, real, y_real)
         g_syn = per_class_grad(params, syn, y_syn)  # differentiable w.r.t. the images
         loss = per_class_distances(distance, [g_syn[n] for n in names], [g_real[n].detach() for n in names])

@@ -21,7 +21,7 @@ There is no inner loop and no second derivative: one forward pass of the real im
 graph: they are a constant target) and one of the synthetic images, for all classes at once, then
 one backward pass. That is why DM is much cheaper per iteration than gradient matching, and why its
 passes can be compiled (``DMConfig.compile``; ``torch.compile`` cannot compile a double backward):
-:func:`compiled_embedding` compiles the embedding once with the weights as inputs, so the fresh
+:mod:`gmlib.first_order` compiles the embedding once with the weights as inputs, so the fresh
 network of every iteration reuses the compiled code.
 """
 
@@ -29,23 +29,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from itertools import chain
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import apply_per_class, check_dsa_option, dsa_strategy_for, sample_dsa
+from gmlib.first_order import EXACT, FirstOrder
 from gmlib.networks import has_batchnorm
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.run.settings import RunSettings
 from gmlib.synthetic import INIT_NAMES, init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
 
-__all__ = ["DMConfig", "DMMethod", "compiled_embedding", "distill_dm", "dm_iteration", "dm_losses", "mean_embeddings"]
+__all__ = ["DMConfig", "DMMethod", "distill_dm", "dm_iteration", "dm_losses", "mean_embeddings"]
 
 
 @dataclass(frozen=True)
@@ -88,51 +86,17 @@ class DMConfig(RunSettings):
 # --------------------------------------------------------------------------------------------
 
 
-Embedding = Callable[[nn.Module, Tensor], Tensor]
-
-
-def _eager_embedding(net: nn.Module, images: Tensor) -> Tensor:
-    return net.embed(images)
-
-
 def mean_embeddings(net: nn.Module, images: Tensor, classes: int, chunk_size: int | None = None,
-                    embedding: Embedding = _eager_embedding) -> Tensor:
+                    passes: FirstOrder = EXACT) -> Tensor:
     """The mean of ``net.embed`` over each of ``classes`` equal, contiguous blocks of ``images``:
     shape (classes, embed_dim). ``chunk_size`` images per forward pass only bound the memory (a
     BatchNorm network sees the whole batch at once: its statistics depend on the batch).
-    ``embedding(net, images)`` computes ``net.embed(images)`` (or its compiled equivalent)."""
+    ``passes`` says how the embedding runs (compiled: :mod:`gmlib.first_order`)."""
     if chunk_size is None or has_batchnorm(net) or len(images) <= chunk_size:
-        features = embedding(net, images)
+        features = passes.logits(net, images, "embed")
     else:
-        features = torch.cat([embedding(net, chunk) for chunk in images.split(chunk_size)])
+        features = torch.cat([passes.logits(net, chunk, "embed") for chunk in images.split(chunk_size)])
     return features.reshape(classes, -1, features.shape[-1]).mean(dim=1)
-
-
-class _EmbedAsForward(nn.Module):
-    """``net.embed`` as a module's forward, so that ``functional_call`` can run it with other weights."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.net.embed(images)
-
-
-def compiled_embedding(template: nn.Module) -> Embedding:
-    """``embedding(net, images) = net.embed(images)`` for any ``net`` of ``template``'s architecture,
-    through one ``torch.compile``d function whose weights are inputs: a new random network each
-    iteration does not trigger a recompilation (each new input shape or grad mode compiles once)."""
-    wrapper = _EmbedAsForward(template)
-
-    @torch.compile(dynamic=False)
-    def run(tensors: dict[str, Tensor], images: Tensor) -> Tensor:
-        return functional_call(wrapper, tensors, (images,))
-
-    def embedding(net: nn.Module, images: Tensor) -> Tensor:
-        return run({f"net.{name}": t for name, t in chain(net.named_parameters(), net.named_buffers())}, images)
-
-    return embedding
 
 
 def dm_losses(real_means: Tensor, syn_means: Tensor) -> Tensor:
@@ -152,8 +116,8 @@ def dm_iteration(dm: "DMMethod", it: int, generator: torch.Generator) -> Step:
                  for _ in range(data.num_classes)]
         real, syn_images = apply_per_class(draws, real), apply_per_class(draws, syn_images)
     with torch.no_grad():  # the real side is a constant target
-        real_means = mean_embeddings(net, real, data.num_classes, dm.chunk_size, dm.embedding)
-    syn_means = mean_embeddings(net, syn_images, data.num_classes, embedding=dm.embedding)
+        real_means = mean_embeddings(net, real, data.num_classes, dm.chunk_size, dm.passes)
+    syn_means = mean_embeddings(net, syn_images, data.num_classes, passes=dm.passes)
     losses = dm_losses(real_means, syn_means)
     check_finite(losses, "the distribution-matching loss", it, dm.divergence_hint, "class")
     dm.optimizer.zero_grad(set_to_none=True)
@@ -179,10 +143,8 @@ class DMMethod(PixelMethod):
         self.synthetic = init_synthetic(self.dataset, config.ipc, config.init, seed=seed, device=device)
         self.optimizer = torch.optim.SGD([self.synthetic.images], lr=config.lr_img, momentum=config.momentum_img)
         self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
-        self.embedding = _eager_embedding
-        if config.compile:  # the architecture's template: any seed, only its shapes matter
-            template = fresh_network(config.network, config.network_kwargs, self.dataset, torch.Generator(), device)
-            self.embedding = compiled_embedding(template)
+        # Float32: DM's precision has not been measured; compiled on request (DMConfig.compile).
+        self.passes = FirstOrder("fp32", config.compile)
 
     def iteration(self, it: int, generator: torch.Generator) -> Step:
         return dm_iteration(self, it, generator)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmlib.networks import has_batchnorm
-from gmlib.precision import first_order
+from gmlib.first_order import EXACT, FirstOrder
 
 INNER_STEP_POLICIES = ("fixed", "overfit", "schedule")
 
@@ -85,7 +85,7 @@ def train_inner(
     generator: torch.Generator,
     augment: Callable[[Tensor], Tensor] | None = None,
     chunk_size: int | None = None,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
 ) -> int:
     """Train ``net`` in place for ``epochs`` epochs of shuffled batches: plain SGD (no momentum, no
     weight decay), mean cross-entropy, constant ``lr``; ``augment`` is applied to every batch.
@@ -94,7 +94,7 @@ def train_inner(
     ``images`` must be detached: the inner loop moves the network, not the synthetic set.
     ``chunk_size`` accumulates each batch's gradient over chunks (same gradient up to rounding,
     faster on CPU); it is ignored for BatchNorm nets, whose batch statistics would change.
-    ``precision`` 'bf16' runs forward and backward in bfloat16 autocast (:mod:`gmlib.precision`).
+    ``passes`` says how forward and backward run (bfloat16, compiled: :mod:`gmlib.first_order`).
     Plain SGD keeps no state, so calling this twice with one epoch each is the same as calling it
     once with two epochs (the overfit policy relies on it).
     """
@@ -111,9 +111,7 @@ def train_inner(
                 x = augment(x)
             optimizer.zero_grad(set_to_none=True)
             for x_chunk, y_chunk in zip(x.split(chunk_size), y.split(chunk_size)):
-                with first_order(precision, x.device):
-                    loss = F.cross_entropy(net(x_chunk), y_chunk, reduction="sum") / len(x)
-                loss.backward()
+                (F.cross_entropy(passes.logits(net, x_chunk), y_chunk, reduction="sum") / len(x)).backward()
             optimizer.step()
             steps += 1
     return steps
@@ -154,14 +152,14 @@ def train_inner_until_overfit(
     generator: torch.Generator,
     augment: Callable[[Tensor], Tensor] | None = None,
     chunk_size: int | None = None,
-    precision: str = "fp32",
+    passes: FirstOrder = EXACT,
 ) -> InnerTraining:
     """Train on the synthetic set epoch by epoch until the loss on the real batch rises.
 
     The real batch is fixed for the whole stretch (the step's own real images), so a rise is a
     change of theta, not of the batch. The epoch that made the loss rise is kept (seed 002 stops
     *after* detecting it). With no rise this is exactly ``train_inner(epochs=max_epochs)``: the
-    checks draw no random numbers. ``precision`` is the training's; the real-batch losses that
+    checks draw no random numbers. ``passes`` are the training's; the real-batch losses that
     decide when to stop are computed in float32.
     """
     previous = validation_loss(net, real_images, real_labels, chunk_size)
@@ -169,7 +167,7 @@ def train_inner_until_overfit(
     for _ in range(max_epochs):
         log.steps += train_inner(net, images, labels, epochs=1, batch_size=batch_size, lr=lr,
                                  generator=generator, augment=augment, chunk_size=chunk_size,
-                                 precision=precision)
+                                 passes=passes)
         log.epochs += 1
         current = validation_loss(net, real_images, real_labels, chunk_size)
         log.real_losses.append(current)
