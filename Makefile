@@ -8,13 +8,13 @@ PROFILE  ?= ci
 BUILD    := build
 STAMP    := $(VENV)/.installed
 
-.PHONY: help setup data book test unit notebooks-ci nbval book-ci lab bench lock sync clean
+.PHONY: help setup data book test unit notebooks-ci nbval book-ci lab bench bench-deps lock sync clean
 
 help:
 	@echo "make book     build the executed book (PROFILE=$(PROFILE)); prints where the HTML is"
 	@echo "make test     run every test: unit tests, notebooks at profile ci, nbval, book build"
 	@echo "make lab      open JupyterLab on notebooks/"
-	@echo "make bench    run the benchmarks in benchmarks/"
+	@echo "make bench    run the benchmarks in benchmarks/ (first the speed goals: bench_speed.py)"
 	@echo "make sync     re-pair notebooks/*.md -> .ipynb after editing a chapter"
 
 # ---- set-up ---------------------------------------------------------------------------------
@@ -60,11 +60,21 @@ test: data
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-bench: setup
+# jemalloc from Debian, for benchmarks/bench_allocator.py (a caching allocator against glibc's).
+bench-deps:
+	@if [ ! -f /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq libjemalloc2 || (apt-get update -qq && apt-get install -y -qq libjemalloc2)); \
+	  else echo "note: install libjemalloc2 for benchmarks/bench_allocator.py"; fi; \
+	fi
+
+bench: data bench-deps
+	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_matching.py
 	$(PY) benchmarks/bench_dm_vs_dc.py
 	$(PY) benchmarks/bench_cpu_levers.py
+	if [ -f /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ]; then $(PY) benchmarks/bench_allocator.py; fi
 
 sync: setup
 	$(VENV)/bin/jupytext --sync notebooks/*.md
