@@ -23,6 +23,10 @@ Two ways to train the models give the same result up to floating-point rounding:
 (``torch.func.vmap``), which pays off where one small model leaves the device idle (GPUs).
 Networks with BatchNorm or dropout always use the sequential path (see :func:`batching_obstacle`).
 
+How the training and testing passes run (bfloat16 on CPUs that compute it natively, compiled for
+long evaluations; float32 and eager with ``precision='fp32', compile=False``) is decided by
+:mod:`gmlib.first_order`; the result records it (``result.passes``).
+
 The hyperparameters live in :mod:`gmlib.eval_config`, the one-model loop in :mod:`gmlib.training`;
 this module runs many models and is the one to import.
 """

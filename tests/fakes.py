@@ -34,7 +34,7 @@ def fake_dataset(per_class: int = 24, name: str = "fake") -> ImageDataset:
 def tiny_dc_config(**changes) -> MatchingConfig:
     """DC at a size a test runs in a fraction of a second (2 images per class, 2 outer steps), on
     the exact float32 path, which the tests compare with the reference and across engines
-    (tests/test_precision.py compares the default bfloat16 path with it)."""
+    (tests/test_first_order.py compares the default bfloat16 and compiled paths with it)."""
     values = dict(ipc=2, iterations=4, outer_loop=2, inner_loop=2, batch_real=8, batch_train=4,
                   network_kwargs=TINY_NET, eval_models=1, precision="fp32")
     values.update(changes)

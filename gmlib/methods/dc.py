@@ -27,6 +27,9 @@ which keep several classes' graphs until one backward (:func:`gmlib.methods.dc_v
 not-per-class matching against one mixed batch (:func:`gmlib.methods.dc_variants.mixed_step_backward`);
 and the vmap engine that computes all classes at once on a GPU (:mod:`gmlib.methods.dc_vmap`).
 Where to match (the inner training) is :mod:`gmlib.methods.inner_loop`'s policy, also chosen once.
+How the first-order passes (the real gradients, the inner training) run, in bfloat16 or compiled,
+is :mod:`gmlib.first_order`'s, resolved once per run (``DCMethod.passes``); the synthetic side
+always runs in float32.
 
 The loop around the iteration (randomness, checkpoints, resume, evaluations, the History) is
 :mod:`gmlib.run.loop`, shared with every other method. :mod:`gmlib.methods.dc_reference` writes one
@@ -48,6 +51,7 @@ from gmlib.checks import check_one_of
 from gmlib.data import ImageDataset
 from gmlib.distances import get_distance
 from gmlib.dsa import dsa, dsa_strategy_for, sample_dsa
+from gmlib.first_order import EXACT, FirstOrder, first_order_for
 from gmlib.methods.dc_config import ENGINES, MatchingConfig
 from gmlib.methods.dc_variants import (
     CurvatureSpec,
@@ -60,7 +64,6 @@ from gmlib.methods.dc_variants import (
 from gmlib.methods.dc_vmap import MAX_BATCHED_IMAGES, batched_losses
 from gmlib.methods.inner_loop import inner_epochs, steps_per_epoch, train_inner, train_inner_until_overfit
 from gmlib.networks import has_batchnorm
-from gmlib.first_order import EXACT, FirstOrder, first_order_for
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.synthetic import init_synthetic
 from gmlib.training import CPU_CHUNK_SIZE
@@ -221,8 +224,7 @@ def levels_step(dc: "DCMethod", net: nn.Module, real: RealBatch, level: str) -> 
     """Seed 002's inter-class and multi-level objectives and seed 000's curvature term."""
     return loop_step_backward(net, dc.synthetic.images, dc.synthetic.ipc, real.batches, dc.distance,
                               augmentations=real.siamese, chunk_size=dc.chunk_size, passes=dc.passes,
-                              level=level,
-                              level_weight=dc.config.level_weight, curvature=dc.curvature)
+                              level=level, level_weight=dc.config.level_weight, curvature=dc.curvature)
 
 
 def mixed_step(dc: "DCMethod", net: nn.Module, real: RealBatch) -> StepLosses:
@@ -301,7 +303,8 @@ class DCMethod(PixelMethod):
         self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
         # How the first-order passes run ('auto' resolved for this device, network and budget).
         template = fresh_network(config.network, config.network_kwargs, self.dataset, torch.Generator(), device)
-        self.passes = first_order_for(config.precision, config.compile, device, template, first_order_images(config, dataset))
+        self.passes = first_order_for(config.precision, config.compile, device, template,
+                                      first_order_images(config, dataset))
         self.curvature = None
         if config.hessian_weight > 0:
             self.curvature = CurvatureSpec(float(config.hessian_weight), config.hessian_loss, config.hessian_kind)
