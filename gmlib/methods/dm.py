@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from gmlib.checks import check_fraction, check_int, check_one_of, check_positive
 from gmlib.data import ImageDataset
 from gmlib.dsa import apply_per_class, check_dsa_option, dsa_strategy_for, sample_dsa
-from gmlib.first_order import EXACT, FirstOrder
+from gmlib.first_order import EXACT, FirstOrder, resolve_compile
 from gmlib.networks import has_batchnorm
 from gmlib.run.loop import PixelMethod, RunResult, Step, check_finite, distill_with, fresh_network
 from gmlib.run.settings import RunSettings
@@ -143,8 +143,10 @@ class DMMethod(PixelMethod):
         self.synthetic = init_synthetic(self.dataset, config.ipc, config.init, seed=seed, device=device)
         self.optimizer = torch.optim.SGD([self.synthetic.images], lr=config.lr_img, momentum=config.momentum_img)
         self.chunk_size = CPU_CHUNK_SIZE if device.type == "cpu" else None
-        # Float32: DM's precision has not been measured; compiled on request (DMConfig.compile).
-        self.passes = FirstOrder("fp32", config.compile)
+        # Float32: DM's precision has not been measured; compiled on request (DMConfig.compile),
+        # refused by name for a network that cannot be (its architecture: any seed will do).
+        template = fresh_network(config.network, config.network_kwargs, self.dataset, torch.Generator(), device)
+        self.passes = FirstOrder("fp32", resolve_compile(config.compile, device, template, 0))
 
     def iteration(self, it: int, generator: torch.Generator) -> Step:
         return dm_iteration(self, it, generator)
