@@ -43,7 +43,6 @@ from gmlib.checks import check_one_of
 from gmlib.networks import has_batchnorm
 
 PRECISIONS = ("auto", "fp32", "bf16")
-COMPILE_CHOICES = ("auto", True, False)
 # 'auto' compiles a job that passes at least this many images through the network. Compiling DC's
 # ConvNet costs about 20-30 s per graph on a 2-core CPU and saves about 1 ms per image (forward and
 # backward), so it pays for itself after some 30,000 images; the margin covers a few graphs
