@@ -70,6 +70,7 @@ bench-deps:
 
 bench: data bench-deps
 	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_eval_breakdown.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_matching.py
 	$(PY) benchmarks/bench_dm_vs_dc.py

@@ -82,6 +82,23 @@ PLAIN_TEST_BATCH = 256
 NETWORK = {"width": 128}  # the papers' ConvNet (instance norm, average pooling)
 
 
+def provenance(benchmark: str) -> dict[str, Any]:
+    """The fields a benchmark's JSON starts with: what ran, from which commit, when, where."""
+    return {"benchmark": benchmark, "command": " ".join(["python", *sys.argv]), "git_commit": git_commit()[0],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpu": cpu_model(), "threads": torch.get_num_threads(), "versions": library_versions()}
+
+
+def write_report(report: dict[str, Any], out: Path, started: float, print_report: Callable[[dict], None]) -> dict:
+    """Add the wall-clock seconds since ``started``, write the JSON to ``out`` and print it."""
+    report["wall_seconds"] = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print_report(report)
+    print(f"wrote {out}")
+    return report
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -189,27 +206,43 @@ def time_matching(dataset, ipc: int, repeats: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def plain_evaluate_one(images, labels, test_images, test_labels, config: EvalConfig, index: int) -> float:
-    """Model ``index`` (gmlib's seeds for it) trained the straightforward way and tested."""
-    init_seed, data_seed = model_seeds(0, index)
-    generator = torch.Generator().manual_seed(data_seed)
-    net = get_network(config.network, 1, 10, 28, seed=init_seed, **dict(config.network_kwargs))
-    optimizer = protocol_sgd(net.parameters(), config)
-    net.train()
-    for epoch in range(config.num_epochs):
-        apply_schedule(optimizer, epoch, config)
-        order = torch.randperm(len(images), generator=generator)
-        for batch in order.split(config.batch_size):
-            x = classic_per_image(images[batch], sample_classic(images[batch].shape, generator, config.classic),
-                                  config.classic)
-            optimizer.zero_grad()
-            F.cross_entropy(net(x), labels[batch]).backward()
-            optimizer.step()
+def plain_augment(images, generator: torch.Generator, config: EvalConfig):
+    """The classic MNIST augmentation one image at a time, as the reference does it."""
+    return classic_per_image(images, sample_classic(images.shape, generator, config.classic), config.classic)
+
+
+def plain_step(net, optimizer, x, y) -> None:
+    """One float32 SGD step on the whole batch."""
+    optimizer.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    optimizer.step()
+
+
+def plain_test_accuracy(net, test_images, test_labels) -> float:
     net.eval()
     with torch.no_grad():
         correct = sum(int((net(x).argmax(1) == y).sum())
                       for x, y in zip(test_images.split(PLAIN_TEST_BATCH), test_labels.split(PLAIN_TEST_BATCH)))
     return correct / len(test_images)
+
+
+def plain_network(config: EvalConfig, index: int):
+    """Model ``index``'s network (gmlib's seeds for it), its optimiser and its data generator."""
+    init_seed, data_seed = model_seeds(0, index)
+    net = get_network(config.network, 1, 10, 28, seed=init_seed, **dict(config.network_kwargs))
+    return net, protocol_sgd(net.parameters(), config), torch.Generator().manual_seed(data_seed)
+
+
+def plain_evaluate_one(images, labels, test_images, test_labels, config: EvalConfig, index: int) -> float:
+    """Model ``index`` (gmlib's seeds for it) trained the straightforward way and tested."""
+    net, optimizer, generator = plain_network(config, index)
+    net.train()
+    for epoch in range(config.num_epochs):
+        apply_schedule(optimizer, epoch, config)
+        order = torch.randperm(len(images), generator=generator)
+        for batch in order.split(config.batch_size):
+            plain_step(net, optimizer, plain_augment(images[batch], generator, config), labels[batch])
+    return plain_test_accuracy(net, test_images, test_labels)
 
 
 def time_evaluation(dataset, models: int, epochs: int | None) -> dict[str, Any]:
@@ -282,21 +315,14 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = load_dataset("mnist")
     started = time.perf_counter()
     report: dict[str, Any] = {
-        "benchmark": "speed", "command": " ".join(["python", *sys.argv]), "git_commit": git_commit()[0],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(), "threads": torch.get_num_threads(), "versions": library_versions(),
+        **provenance("speed"),
         "data": "MNIST (real images); network: ConvNet width 128, instance norm, average pooling",
         "real_gradient_agreement": real_gradient_agreement(dataset),
         "matching": [time_matching(dataset, ipc, repeats) for ipc in ipcs],
         "evaluation": time_evaluation(dataset, models, epochs),
         "distillation_check": distillation_check(),
     }
-    report["wall_seconds"] = time.perf_counter() - started
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print_report(report)
-    print(f"wrote {out}")
-    return report
+    return write_report(report, out, started, print_report)
 
 
 def print_report(report: dict[str, Any]) -> None:

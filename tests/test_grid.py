@@ -48,6 +48,9 @@ def test_plan_is_the_product_in_order_with_readable_keys() -> None:
     (lambda: GridBudget(seconds=-1), "seconds must be a positive number of seconds, got -1"),
     (lambda: GridBudget(networks=("convnet", "resnet99")), "unknown network 'resnet99'"),
     (lambda: GridBudget(models=0), "models"),
+    (lambda: GridBudget(expert_changes=("experts", 1)), r"expert_changes must be a tuple of \(field name, value\) pairs"),
+    (lambda: GridBudget(expert_changes=(("expert", 1),)), "expert_changes names 'expert', not ExpertConfig fields; "
+                                                          "choose from .*experts"),
 ])
 def test_bad_input_is_refused_with_the_reason(make, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -75,6 +78,17 @@ def test_every_method_runs_a_cell_and_the_table_has_its_row(tmp_path) -> None:
     assert (tmp_path / "cells" / "dsa_mnist_ipc1_seed0" / "synthetic.pt").is_file()
     dsa = json.loads((tmp_path / "cells" / "dsa_mnist_ipc1_seed0" / "cell.json").read_text())
     assert dsa["evaluations"]["convnet"]["config"]["augment"] == "dsa"  # DSA's paper's protocol
+
+
+def test_the_budget_changes_mtts_experts_and_says_so_only_when_it_does(tmp_path) -> None:
+    budget = GridBudget(profile="ci", iterations=1, models=1, expert_changes=(("experts", 1), ("epochs", 3)))
+    outcome = run_grid(plan_grid(["mtt"], ["mnist"], [1]), budget, tmp_path, device="cpu", load_dataset=fake_mnist,
+                       progress=False)
+    assert outcome.failed == {}
+    manifest = json.loads((tmp_path / "experts" / "mnist" / "manifest.json").read_text())
+    assert manifest["experts_planned"] == 1 and manifest["epochs"] == 3  # ci's are 2 x 4
+    assert budget.as_dict()["expert_changes"] == (("experts", 1), ("epochs", 3))
+    assert "expert_changes" not in ONE_STEP.as_dict()  # grids stored before the field resume unchanged
 
 
 def test_finished_cells_are_skipped_and_the_same_seeds_give_the_same_table(tmp_path) -> None:

@@ -354,8 +354,8 @@ def test_comparison_budget_gives_an_equal_wall_clock_grid(name):
     budget = chapter_budget("11", name)
     assert isinstance(budget, ComparisonBudget) and budget.methods == GRID_METHODS
     grid = budget.grid_budget()
-    assert (grid.profile, grid.seconds, grid.iterations, grid.networks, grid.models) == \
-        (name, budget.seconds, None, budget.networks, budget.models)
+    assert (grid.profile, grid.seconds, grid.iterations, grid.networks, grid.models, grid.expert_changes) == \
+        (name, budget.seconds, None, budget.networks, budget.models, budget.expert_changes)
     assert grid.mode == "equal wall-clock"
     changed = chapter_budget("11", name, seconds=3, methods=["dc", "dm"])
     assert (changed.seconds, changed.methods) == (3.0, ("dc", "dm"))

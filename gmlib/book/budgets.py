@@ -717,9 +717,10 @@ class TrajectoryMatchingBudget(ChapterBudget):
 _COMPARISON_GPU = dict(seconds=60.0, ipcs=(1, 10), networks=("convnet", "mlp", "lenet", "alexnet"), models=5)
 _COMPARISON_BUDGETS: dict[str, dict[str, Any]] = {
     # ci: every method for two seconds each on two small networks, one model (near chance: it only
-    # shows the grid runs); cpu: fifteen seconds each, two models of each of two networks.
+    # shows the grid runs); cpu: fifteen seconds each, two models of each of two networks, and one
+    # of the profile's four experts for MTT (each takes about three minutes on 2 CPU cores).
     "ci": dict(seconds=2.0, ipcs=(1,), networks=("convnet", "mlp"), models=1),
-    "cpu": dict(seconds=15.0, ipcs=(1,), networks=("convnet", "mlp"), models=2),
+    "cpu": dict(seconds=15.0, ipcs=(1,), networks=("convnet", "mlp"), models=2, expert_changes=(("experts", 1),)),
     "gpu": _COMPARISON_GPU,
     # paper: seed 003's time limit (about fifteen minutes a set) and its fifteen students per method.
     "paper": {**_COMPARISON_GPU, "seconds": 900.0, "models": 15},
@@ -731,8 +732,9 @@ class ComparisonBudget(ChapterBudget):
     """Chapter 11 (every method side by side). The live grid: ``methods`` on the chapter's dataset
     at each of ``ipcs`` images per class, ``seconds`` of distillation each (equal wall-clock),
     evaluated on ``networks`` with ``models`` networks each, all at the profile's configuration of
-    each method (:class:`gmlib.studies.grid.GridBudget`). The training-time comparison trains on the
-    whole set with the profile's ``whole_set_per_class`` and ``whole_set_epochs``."""
+    each method (:class:`gmlib.studies.grid.GridBudget`), MTT's experts with ``expert_changes``.
+    The training-time comparison trains on the whole set with the profile's ``whole_set_per_class``
+    and ``whole_set_epochs``."""
 
     chapter: ClassVar[str] = "11"
     methods: tuple[str, ...]
@@ -740,6 +742,7 @@ class ComparisonBudget(ChapterBudget):
     ipcs: tuple[int, ...]
     networks: tuple[str, ...]
     models: int
+    expert_changes: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -752,6 +755,7 @@ class ComparisonBudget(ChapterBudget):
             raise ValueError(f"ipcs must be a non-empty tuple of images per class, got {self.ipcs!r}")
         for ipc in self.ipcs:
             check_int("each of ipcs", ipc, 1)
+        _check_changes("expert_changes", self.expert_changes)
 
     @classmethod
     def for_profile(cls, profile: str | Profile, *, seconds: float | None = None,
@@ -769,7 +773,8 @@ class ComparisonBudget(ChapterBudget):
 
     def grid_budget(self) -> GridBudget:
         """The live grid's :class:`gmlib.studies.grid.GridBudget` (equal wall-clock)."""
-        return GridBudget(profile=self.profile.name, seconds=self.seconds, networks=self.networks, models=self.models)
+        return GridBudget(profile=self.profile.name, seconds=self.seconds, networks=self.networks, models=self.models,
+                          expert_changes=self.expert_changes)
 
 
 _REPRODUCIBILITY_BUDGETS: dict[str, dict[str, Any]] = {

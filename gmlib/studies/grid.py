@@ -105,13 +105,16 @@ class GridBudget:
     with ``iterations`` for every method (None: each method's iterations at the profile) or
     ``seconds`` of distillation each (an equal wall-clock budget: the run stops after the
     iteration that passes it); evaluation on ``networks`` with ``models`` networks each (None: the
-    profile's number) under the method's paper's protocol at the profile."""
+    profile's number) under the method's paper's protocol at the profile. ``expert_changes``:
+    (ExpertConfig field, value) pairs that change the profile's experts of MTT's cells (trained
+    once per grid, before any iteration, so they are not in its budget)."""
 
     profile: str = "ci"
     iterations: int | None = None
     seconds: float | None = None
     networks: tuple[str, ...] = ("convnet",)
     models: int | None = None
+    expert_changes: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         from gmlib.book.presets import PROFILE_NAMES
@@ -129,13 +132,29 @@ class GridBudget:
         object.__setattr__(self, "networks", check_network_names("networks", self.networks))
         if self.models is not None:
             check_int("models", self.models, 1)
+        self._check_expert_changes()
+
+    def _check_expert_changes(self) -> None:
+        from gmlib.methods.mtt_experts import ExpertConfig
+
+        changes = self.expert_changes
+        if not isinstance(changes, tuple) or not all(isinstance(c, tuple) and len(c) == 2 for c in changes):
+            raise ValueError(f"expert_changes must be a tuple of (field name, value) pairs, got {changes!r}")
+        fields = {field.name for field in dataclasses.fields(ExpertConfig)}
+        unknown = [name for name, _ in changes if name not in fields]
+        if unknown:
+            raise ValueError(f"expert_changes names {', '.join(map(repr, unknown))}, not ExpertConfig fields; "
+                             f"choose from {', '.join(sorted(fields))}")
 
     @property
     def mode(self) -> str:
         return "equal wall-clock" if self.seconds is not None else "equal iterations"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "networks": list(self.networks), "mode": self.mode}
+        fields = {**asdict(self), "networks": list(self.networks), "mode": self.mode}
+        if not self.expert_changes:  # so that grids stored before the field resume as they were
+            del fields["expert_changes"]
+        return fields
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,14 +219,14 @@ def _coreset_run(cell: GridCell, dataset: Any, device: Any) -> CellRun:
     return CellRun(synthetic, {"method": cell.method, "ipc": cell.ipc}, 0, time.perf_counter() - began, None)
 
 
-def _experts(dataset: Any, profile: str, device: Any, out_dir: Path) -> Any:
-    """The profile's expert buffer for ``dataset``, trained once per grid (resumable) and shared by
-    every MTT cell of that dataset."""
+def _experts(dataset: Any, budget: GridBudget, device: Any, out_dir: Path) -> Any:
+    """The profile's expert buffer for ``dataset`` with the budget's changes, trained once per grid
+    (resumable) and shared by every MTT cell of that dataset."""
     from gmlib.book.presets import expert_config
     from gmlib.methods.mtt_experts import train_experts
 
-    return train_experts(dataset, expert_config(profile, dataset.name), out_dir / "experts" / dataset.name,
-                         seed=0, progress=False, device=device)
+    config = expert_config(budget.profile, dataset.name, **dict(budget.expert_changes))
+    return train_experts(dataset, config, out_dir / "experts" / dataset.name, seed=0, progress=False, device=device)
 
 
 def run_method(cell: GridCell, budget: GridBudget, dataset: Any, device: Any, folder: Path,
@@ -235,7 +254,7 @@ def run_method(cell: GridCell, budget: GridBudget, dataset: Any, device: Any, fo
     if cell.method == "mtt":
         from gmlib.methods.mtt import MTTConfig, MTTMethod
 
-        buffer = _experts(dataset, profile, device, grid_dir)
+        buffer = _experts(dataset, budget, device, grid_dir)
         return _run_on_loop(MTTMethod, MTTConfig, dataset, presets.mtt_config(profile, ipc, name), budget, cell,
                             device, folder, method_args=(buffer,))
     if cell.method in ("unroll", "ift"):
