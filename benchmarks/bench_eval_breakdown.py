@@ -11,6 +11,10 @@ warm-up, and not counted):
 * ``training``: 1001 steps (forward, backward, SGD) on one augmented batch, the same work;
 * ``test``: the test pass.
 
+A third path, ``gmlib, conv``, is gmlib's with the layer that reads the images left a oneDNN
+convolution in the compiled passes, where gmlib computes it as one matrix product: what that
+lever is worth.
+
 One whole model of each path, timed as ``bench_speed`` times it, checks that the pieces add up.
 
 The floating-point operations of each piece are counted (``torch.utils.flop_counter``: the
@@ -31,6 +35,7 @@ Writes benchmarks/results/eval_breakdown_cpu.json (``--out``).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -47,7 +52,7 @@ from gmlib.augment import augment
 from gmlib.data import load_dataset
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
-from gmlib.first_order import FirstOrder, first_order_for
+from gmlib.first_order import PATCH_PRODUCT_MAX, FirstOrder, first_order_for
 from gmlib.synthetic import load_synthetic
 from gmlib.training import test_accuracy, train_network
 
@@ -103,12 +108,28 @@ def plain_pieces(images, labels, test_images, test_labels, config: EvalConfig) -
             "training": train, "test": lambda: plain_test_accuracy(net, test_images, test_labels)}
 
 
-def gmlib_pieces(images, labels, test_images, test_labels, config: EvalConfig, passes: FirstOrder) -> dict[str, Any]:
+class ConvolutionKept(torch.nn.Conv2d):
+    """``nn.Conv2d`` under another name, which gmlib's compiled passes leave a convolution."""
+
+
+def gmlib_pieces(images, labels, test_images, test_labels, config: EvalConfig, passes: FirstOrder,
+                 image_layer_product: bool = True) -> dict[str, Any]:
+    """gmlib's pieces; ``image_layer_product=False`` keeps the compiled passes' first layer a oneDNN
+    convolution instead of a matrix product (:class:`gmlib.first_order.PatchProductConv2d`)."""
     net, _, generator = plain_network(config, 0)
+    if not image_layer_product:
+        for module in net.modules():
+            if type(module) is torch.nn.Conv2d and module.weight[0].numel() <= PATCH_PRODUCT_MAX:
+                module.__class__ = ConvolutionKept
     kind, classic = config.augment, config.classic
     x = augment(images, kind, generator, dsa_strategy=config.dsa_strategy, classic=classic)
     # The same steps on the fixed batch x ('none' alone would also change the protocol's epochs).
     unaugmented = dataclasses.replace(config, augment="none", epochs=config.protocol_epochs)
+    if not image_layer_product:  # its own compiled graphs: compile them outside the timings
+        warm = copy.deepcopy(net)
+        train_network(warm, x, labels, dataclasses.replace(unaugmented, epochs=1), torch.Generator().manual_seed(0),
+                      passes=passes)
+        test_accuracy(warm, test_images[:48], test_labels[:48], passes=passes)
     return {"augmentation": lambda: [augment(images, kind, generator, dsa_strategy=config.dsa_strategy,
                                              classic=classic) for _ in range(config.num_epochs)],
             "training": lambda: train_network(net, x, labels, unaugmented, generator, passes=passes),
@@ -132,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     evaluate_set(images, labels, test_images[:48], test_labels[:48], dataclasses.replace(config, epochs=1), 1, 0,
                  precision=passes.precision, compile=passes.compile)  # warm-up: compiles, as bench_speed does
     paths = {"plain": plain_pieces(images, labels, test_images, test_labels, config),
-             "gmlib": gmlib_pieces(images, labels, test_images, test_labels, config, passes)}
+             "gmlib": gmlib_pieces(images, labels, test_images, test_labels, config, passes),
+             "gmlib, conv": gmlib_pieces(images, labels, test_images, test_labels, config, passes, False)}
     runs = {piece: interleaved({name: paths[name][piece] for name in paths}, args.repeats) for piece in PIECES}
     seconds = {name: {piece: median(runs[piece][name]) for piece in PIECES} for name in paths}
     # One whole model each, as bench_speed times it: the pieces must add up to it.
@@ -173,7 +195,9 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{piece:<14}{gflop:>9.0f}{cells}")
     print(f"{'total':<14}{sum(report['flops'].values()) / 1e9:>9.0f}"
           + "".join(f"{total:>12.2f}{'':>9}" for total in report["total_seconds"].values()))
-    print(f"{'whole model':<14}{'':>9}" + "".join(f"{total:>12.2f}{'':>9}" for total in report["whole_model_seconds"].values()))
+    whole = report["whole_model_seconds"]
+    print(f"{'whole model':<14}{'':>9}" + "".join((f"{whole[name]:>12.2f}" if name in whole else f"{'':>12}") + f"{'':>9}"
+                                                  for name in report["seconds"]))
     conv = report["best_convolution_tflops_per_second"]
     print("convolution throughput (128->128, 16x16, batch 256): "
           + ", ".join(f"{dtype} {value:.3f} TFLOP/s" for dtype, value in conv.items()))

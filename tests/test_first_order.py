@@ -19,7 +19,10 @@ from gmlib.first_order import (
     COMPILE_PAYS_OFF_IMAGES,
     EXACT,
     PRECISIONS,
+    PATCH_PRODUCT_MAX,
     FirstOrder,
+    PatchProductConv2d,
+    _image_convs_as_products,
     cpu_has_native_bf16,
     has_cpp_compiler,
     resolve_compile,
@@ -112,6 +115,34 @@ def test_logits_come_back_in_float32_and_nothing_leaks_out() -> None:
         assert net(images).dtype == torch.bfloat16  # what the context is for
     assert BF16.logits(net, images).dtype == torch.float32
     assert net(images).dtype == torch.float32
+
+
+@pytest.mark.parametrize("channels, settings", [(1, dict(padding=3)), (3, dict(padding=1, stride=2)),
+                                                (2, dict(padding=(0, 2), dilation=2, bias=False))])
+def test_the_patch_product_convolution_is_the_convolution(channels, settings) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(channels, 5, 3, **settings).double()
+    images = torch.randn(4, channels, 11, 9, dtype=torch.float64, requires_grad=True)
+    product = PatchProductConv2d(channels, 5, 3, **settings).double()
+    product.load_state_dict(conv.state_dict())
+    expected = conv(images)
+    got = product(images)
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad((expected * weights).sum(), [images, *conv.parameters()]),
+                    torch.autograd.grad((got * weights).sum(), [images, *product.parameters()])):
+        torch.testing.assert_close(b, a)
+
+
+def test_only_short_patch_convolutions_become_products() -> None:
+    net = tiny_net()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    short = [m.weight[0].numel() <= PATCH_PRODUCT_MAX for m in convs]
+    assert short[0] and not all(short)  # the image layer (1 channel, 3 x 3) and wider ones
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    _image_convs_as_products(net)
+    assert [type(m) is PatchProductConv2d for m in convs] == short
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
 
 
 @compiler
