@@ -186,17 +186,17 @@ def main(argv: list[str] | None = None) -> dict:
 def print_report(report: dict[str, Any]) -> None:
     print(f"{report['cpu']}, {report['threads']} threads, torch {report['versions']['torch']}, commit {report['git_commit']}")
     print(f"one model, {report['epochs']} epochs + {report['test_images']} test images; gmlib: {report['gmlib_passes']}")
-    print(f"{'piece':<14}{'GFLOP':>9}" + "".join(f"{name + ' s':>12}{'TFLOP/s':>9}" for name in report["seconds"]))
+    print(f"{'piece':<14}{'GFLOP':>9}" + "".join(f"{name + ' s':>14}{'TFLOP/s':>9}" for name in report["seconds"]))
     for piece in PIECES:
         gflop = report["flops"][piece] / 1e9
-        cells = "".join(f"{report['seconds'][name][piece]:>12.2f}"
+        cells = "".join(f"{report['seconds'][name][piece]:>14.2f}"
                         + (f"{report['flops'][piece] / report['seconds'][name][piece] / 1e12:>9.3f}" if gflop else f"{'':>9}")
                         for name in report["seconds"])
         print(f"{piece:<14}{gflop:>9.0f}{cells}")
     print(f"{'total':<14}{sum(report['flops'].values()) / 1e9:>9.0f}"
-          + "".join(f"{total:>12.2f}{'':>9}" for total in report["total_seconds"].values()))
+          + "".join(f"{total:>14.2f}{'':>9}" for total in report["total_seconds"].values()))
     whole = report["whole_model_seconds"]
-    print(f"{'whole model':<14}{'':>9}" + "".join((f"{whole[name]:>12.2f}" if name in whole else f"{'':>12}") + f"{'':>9}"
+    print(f"{'whole model':<14}{'':>9}" + "".join((f"{whole[name]:>14.2f}" if name in whole else f"{'':>14}") + f"{'':>9}"
                                                   for name in report["seconds"]))
     conv = report["best_convolution_tflops_per_second"]
     print("convolution throughput (128->128, 16x16, batch 256): "

@@ -29,9 +29,10 @@ implementation in the same process (interleaved, so both see the same load):
    The same model seeds for both; their accuracies must agree within the spread over models.
 
 3. **Equal accuracy of a whole distillation**: DC run for 200 iterations at the reference
-   settings with each precision (both stored in ``results/``, see their README), evaluated under
-   the same float32 protocol with 10 models. Read from the stored evaluations and printed beside
-   the timings (a run takes half an hour, too long for this script).
+   settings in float32 and with the default passes (both stored in ``results/``, see their
+   README), evaluated under the same float32 protocol with 10 models. Read from the stored
+   evaluations and printed beside the timings (the runs take 10 to 50 minutes, too long for this
+   script).
 
 Ratios use the median of ``--repeats`` timings; every timing is kept in the JSON.
 
@@ -77,7 +78,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STORED_SET = ROOT / "results" / "dc_mnist_ipc1_paper" / "synthetic.pt"
 # The 200-iteration runs of the equal-accuracy check (section 3): float32 and the default precision.
 DISTILL_CHECK = {"fp32": ROOT / "results" / "dc_mnist_ipc1_paper" / "evaluation_200.json",
-                 "default": ROOT / "results" / "dc_mnist_ipc1_paper_bf16" / "evaluation_200.json"}
+                 "default": ROOT / "results" / "dc_mnist_ipc1_paper_compiled" / "evaluation_200.json"}
 PLAIN_TEST_BATCH = 256
 NETWORK = {"width": 128}  # the papers' ConvNet (instance norm, average pooling)
 

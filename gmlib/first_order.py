@@ -14,8 +14,8 @@ such pass in gmlib goes through its :meth:`FirstOrder.logits`:
   iteration or evaluation model reuses the compiled code. Compiling takes tens of seconds (once
   per process), fuses the normalisation, activation and pooling passes, and changes only the
   rounding. On a CPU the compiled passes also compute the layer that reads the images as one
-  matrix product (:class:`PatchProductConv2d`): 13% off an evaluation's training steps at 1 image
-  per class on MNIST (benchmarks/bench_eval_breakdown.py).
+  matrix product (:class:`PatchProductConv2d`): one model's training steps at 1 image per class on
+  MNIST take 16.6 s instead of 20.4 s (benchmarks/bench_eval_breakdown.py).
 
 The synthetic images' second-order pass (gradient with its graph, distance, backward) never goes
 through here: it stays float32 and eager (``torch.compile`` cannot compile a double backward), as it
