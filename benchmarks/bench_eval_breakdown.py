@@ -52,7 +52,7 @@ from gmlib.augment import augment
 from gmlib.data import load_dataset
 from gmlib.eval_config import EvalConfig
 from gmlib.evaluate import evaluate_set
-from gmlib.first_order import PATCH_PRODUCT_MAX, FirstOrder, first_order_for
+from gmlib.first_order import FirstOrder, first_order_for
 from gmlib.synthetic import load_synthetic
 from gmlib.training import test_accuracy, train_network
 
@@ -119,7 +119,7 @@ def gmlib_pieces(images, labels, test_images, test_labels, config: EvalConfig, p
     net, _, generator = plain_network(config, 0)
     if not image_layer_product:
         for module in net.modules():
-            if type(module) is torch.nn.Conv2d and module.weight[0].numel() <= PATCH_PRODUCT_MAX:
+            if type(module) is torch.nn.Conv2d and module.in_channels == 1:
                 module.__class__ = ConvolutionKept
     kind, classic = config.augment, config.classic
     x = augment(images, kind, generator, dsa_strategy=config.dsa_strategy, classic=classic)

@@ -13,9 +13,9 @@ such pass in gmlib goes through its :meth:`FirstOrder.logits`:
   per architecture, input shape and mode, with the weights as inputs: the fresh network of every
   iteration or evaluation model reuses the compiled code. Compiling takes tens of seconds (once
   per process), fuses the normalisation, activation and pooling passes, and changes only the
-  rounding. On a CPU the compiled passes also compute the layer that reads the images as one
-  matrix product (:class:`PatchProductConv2d`): one model's training steps at 1 image per class on
-  MNIST take 16.6 s instead of 20.4 s (benchmarks/bench_eval_breakdown.py).
+  rounding. On a CPU the compiled passes also compute the layer that reads one-channel images
+  as one matrix product (:class:`PatchProductConv2d`): one model's training steps at 1 image per
+  class on MNIST take 16.6 s instead of 20.4 s (benchmarks/bench_eval_breakdown.py).
 
 The synthetic images' second-order pass (gradient with its graph, distance, backward) never goes
 through here: it stays float32 and eager (``torch.compile`` cannot compile a double backward), as it
@@ -132,19 +132,15 @@ def compiled_call(net: nn.Module, images: Tensor, method: str = "forward") -> Te
     return _COMPILED[key](tensors, images)
 
 
-# A convolution whose patches are at most this long (input channels x kernel area: 9 for a 3 x 3
-# kernel on MNIST, 27 on CIFAR) is computed as a matrix product in compiled passes.
-PATCH_PRODUCT_MAX = 32
-
-
 class PatchProductConv2d(nn.Conv2d):
     """A convolution computed as one matrix product of its weights with the unfolded input patches.
 
-    The same function and parameters as ``nn.Conv2d``; used in compiled passes for the layer that
-    reads the images. There the oneDNN kernels are slow on a CPU, because a patch of 1 or 3
-    channels is too short for their vector loops (at 1 image per class on MNIST, the first layer's
-    forward and backward took 3.7 ms of a 17 ms training step for 1% of its FLOPs; see
-    benchmarks/bench_eval_breakdown.py), while the product's other side has all the pixels.
+    The same function and parameters as ``nn.Conv2d``; used in compiled CPU passes for the layer
+    that reads one-channel images (MNIST, Fashion-MNIST). There oneDNN's kernels are slow, its
+    backward above all: a patch of one channel is too short for their vector loops (at 1 image per
+    class on MNIST the layer took 3.7 ms of a 17 ms training step for 1% of its FLOPs; see
+    benchmarks/bench_eval_breakdown.py), while the product's other side has all the pixels. With
+    three channels (CIFAR) the convolution was faster in a trial, so those layers stay convolutions.
     """
 
     def forward(self, images: Tensor) -> Tensor:
@@ -159,11 +155,11 @@ class PatchProductConv2d(nn.Conv2d):
 
 
 def _image_convs_as_products(net: nn.Module) -> nn.Module:
-    """``net`` with each plain convolution of short patches (:data:`PATCH_PRODUCT_MAX`) turned, in
-    place, into a :class:`PatchProductConv2d`."""
+    """``net`` with each plain convolution of one input channel turned, in place, into a
+    :class:`PatchProductConv2d`."""
     for child in net.modules():
         if (type(child) is nn.Conv2d and child.groups == 1 and child.padding_mode == "zeros"
-                and isinstance(child.padding, tuple) and child.weight[0].numel() <= PATCH_PRODUCT_MAX):
+                and isinstance(child.padding, tuple) and child.in_channels == 1):
             child.__class__ = PatchProductConv2d  # the same parameters and settings
     return net
 

@@ -19,7 +19,6 @@ from gmlib.first_order import (
     COMPILE_PAYS_OFF_IMAGES,
     EXACT,
     PRECISIONS,
-    PATCH_PRODUCT_MAX,
     FirstOrder,
     PatchProductConv2d,
     _image_convs_as_products,
@@ -134,11 +133,11 @@ def test_the_patch_product_convolution_is_the_convolution(channels, settings) ->
         torch.testing.assert_close(b, a)
 
 
-def test_only_short_patch_convolutions_become_products() -> None:
+def test_only_one_channel_convolutions_become_products() -> None:
     net = tiny_net()
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    short = [m.weight[0].numel() <= PATCH_PRODUCT_MAX for m in convs]
-    assert short[0] and not all(short)  # the image layer (1 channel, 3 x 3) and wider ones
+    short = [m.in_channels == 1 for m in convs]
+    assert short[0] and not all(short)  # the image layer and the wider ones
     state = {k: v.clone() for k, v in net.state_dict().items()}
     _image_convs_as_products(net)
     assert [type(m) is PatchProductConv2d for m in convs] == short
