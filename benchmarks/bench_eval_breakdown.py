@@ -69,7 +69,7 @@ def count_flops(fn) -> int:
 def job_flops(images, labels, test_images, config: EvalConfig) -> dict[str, int]:
     """FLOPs of the training steps and of the test pass (float32 network; precision does not
     change the count)."""
-    net, optimizer, _ = plain_network(config, 0)
+    net, _, _ = plain_network(config, 0)
     step = count_flops(lambda: F.cross_entropy(net(images), labels).backward())
     with torch.no_grad():
         test = count_flops(lambda: net(test_images[:PLAIN_TEST_BATCH])) * len(test_images) / PLAIN_TEST_BATCH
@@ -109,7 +109,7 @@ def plain_pieces(images, labels, test_images, test_labels, config: EvalConfig) -
 
 
 class ConvolutionKept(torch.nn.Conv2d):
-    """``nn.Conv2d`` under another name, which gmlib's compiled passes leave a convolution."""
+    """``nn.Conv2d`` under another name, which gmlib's compiled passes never turn into a product."""
 
 
 def gmlib_pieces(images, labels, test_images, test_labels, config: EvalConfig, passes: FirstOrder,
@@ -117,9 +117,9 @@ def gmlib_pieces(images, labels, test_images, test_labels, config: EvalConfig, p
     """gmlib's pieces; ``image_layer_product=False`` keeps the compiled passes' first layer a oneDNN
     convolution instead of a matrix product (:class:`gmlib.first_order.PatchProductConv2d`)."""
     net, _, generator = plain_network(config, 0)
-    if not image_layer_product:
+    if not image_layer_product:  # every convolution, whatever gmlib's rule for turning them
         for module in net.modules():
-            if type(module) is torch.nn.Conv2d and module.in_channels == 1:
+            if type(module) is torch.nn.Conv2d:
                 module.__class__ = ConvolutionKept
     kind, classic = config.augment, config.classic
     x = augment(images, kind, generator, dsa_strategy=config.dsa_strategy, classic=classic)
